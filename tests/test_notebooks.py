@@ -1,0 +1,70 @@
+"""Chapter notebooks: paired with their py:percent twins, committed without outputs, and
+installing lmcore from the one repository address written in _config.yml."""
+
+import json
+
+import jupytext
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+TWINS = sorted((ROOT / "chapters").glob("*.py"))
+
+
+def repository_url() -> str:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+
+
+def cells(nb) -> list[tuple[str, str, list]]:
+    """(type, source, tags) of each cell, the parts that the two files must agree on."""
+    return [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", []))) for c in nb.cells]
+
+
+def test_there_are_chapters_and_every_one_has_a_twin():
+    assert CHAPTERS, "no chapter notebooks found in chapters/"
+    assert [p.stem for p in CHAPTERS] == [p.stem for p in TWINS]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_notebook_and_twin_are_in_sync(path):
+    notebook = jupytext.read(path)
+    twin = jupytext.read(path.with_suffix(".py"))
+    assert cells(notebook) == cells(twin), (
+        f"{path.name} and its .py twin differ; edit the .py and run `make sync`"
+    )
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_notebook_is_committed_without_outputs(path):
+    raw = json.loads(path.read_text())
+    for cell in raw["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs") and cell.get("execution_count") is None, (
+                f"{path.name} holds outputs; strip them (`make sync` rebuilds it from the twin)"
+            )
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_first_cell_installs_lmcore_from_the_configured_repository(path):
+    first = jupytext.read(path).cells[0]
+    assert first.cell_type == "code"
+    assert f'REPOSITORY = "{repository_url()}"' in first.source
+    assert 'f"lmcore @ git+{REPOSITORY}"' in first.source
+
+
+def test_readme_colab_badges_point_at_the_committed_notebooks():
+    readme = (ROOT / "README.md").read_text()
+    owner_repo = repository_url().removeprefix("https://github.com/")
+    for path in CHAPTERS:
+        link = (
+            f"https://colab.research.google.com/github/{owner_repo}/blob/main/chapters/{path.name}"
+        )
+        assert link in readme, f"README has no Colab badge for {path.name}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_is_in_the_table_of_contents(path):
+    toc = (ROOT / "book" / "_toc.yml").read_text()
+    assert f"chapters/{path.stem}" in toc
