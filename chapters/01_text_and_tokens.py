@@ -12,7 +12,27 @@
 #     name: python3
 # ---
 
-# %% tags=["remove-output"]
+# %% [markdown]
+# # Text and tokens
+#
+# A language model never sees text. It sees a sequence of integers, each standing for a piece
+# of text called a *token*, and it learns to predict the next integer from the ones before.
+# Before a single parameter is trained, someone has decided what the pieces are, and that
+# decision shapes everything after it: how long the sequences are, how large the output layer
+# must be, which words the model can spell, and whether it can read Chinese or emoji at all.
+#
+# This chapter builds that decision from the ground up, on the text the whole book uses.
+#
+# **In this chapter you will**
+#
+# - load the book's corpus, Shakespeare's 38 plays, and see why whole plays are held out;
+# - tokenize it by characters and by words, and meet the problem each one has;
+# - see how Unicode code points and UTF-8 bytes let one alphabet of 256 symbols spell any text;
+# - train a byte-level BPE tokenizer from scratch, merge by merge, and make training fast;
+# - load GPT-2's real tokenizer and reproduce OpenAI's token ids exactly;
+# - measure what a larger vocabulary buys: bytes per token on text the tokenizer never saw.
+
+# %% tags=["hide-cell"]
 # Set-up: install lmcore when it is missing (on Colab, say), then name the profile and device.
 import importlib.util
 import subprocess
@@ -38,26 +58,6 @@ from lmcore.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer, gpt2
 
 PROFILE = config.profile()
 lmcore.notebook.setup()
-# %% [markdown]
-# # Text and tokens
-#
-# A language model never sees text. It sees a sequence of integers, each standing for a piece
-# of text called a *token*, and it learns to predict the next integer from the ones before.
-# Before a single parameter is trained, someone has decided what the pieces are, and that
-# decision shapes everything after it: how long the sequences are, how large the output layer
-# must be, which words the model can spell, and whether it can read Chinese or emoji at all.
-#
-# This chapter builds that decision from the ground up, on the text the whole book uses.
-#
-# **In this chapter you will**
-#
-# - load the book's corpus, Shakespeare's 38 plays, and see why whole plays are held out;
-# - tokenize it by characters and by words, and meet the problem each one has;
-# - see how Unicode code points and UTF-8 bytes let one alphabet of 256 symbols spell any text;
-# - train a byte-level BPE tokenizer from scratch, merge by merge, and make training fast;
-# - load GPT-2's real tokenizer and reproduce OpenAI's token ids exactly;
-# - measure what a larger vocabulary buys: bytes per token on text the tokenizer never saw.
-
 # %% [markdown]
 # ## The corpus: Shakespeare's plays
 #
@@ -277,8 +277,8 @@ for rank, ((a, b), new) in enumerate(tiny.merges.items()):
 
 # %% [markdown]
 # The first merges join a space to the letters that most often start a word (`' t'`), then
-# build the commonest words (`' the'`), one pair at a time. Merges build on merges: a token
-# made by merge 5 can be half of the pair of merge 9.
+# build the commonest words, one pair at a time. Merges build on merges: merge 2 extends the
+# token of merge 0, `' t'`, to `' th'`, and merge 11 extends that to `' the'`.
 #
 # Encoding a new text replays the merges: within each chunk, repeatedly find the adjacent pair
 # whose merge was learned *earliest* and apply it, until no learned pair is left. Decoding

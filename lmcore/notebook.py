@@ -18,8 +18,8 @@ import textwrap
 from lmcore import backend, config
 
 
-def setup() -> str:
-    """Print and return the line naming lmcore's version, the profile and the device; style plots."""
+def setup() -> None:
+    """Print one line naming lmcore's version, the profile and the device; style the plots."""
     import matplotlib as mpl
 
     import lmcore
@@ -34,9 +34,7 @@ def setup() -> str:
             "grid.alpha": 0.3,
         }
     )
-    line = f"lmcore {lmcore.__version__} · profile: {config.profile()} · {backend.describe()}"
-    print(line)
-    return line
+    print(f"lmcore {lmcore.__version__} · profile: {config.profile()} · {backend.describe()}")
 
 
 class Source:
