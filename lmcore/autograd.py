@@ -1,0 +1,634 @@
+"""Reverse-mode automatic differentiation on NumPy or CuPy arrays.
+
+Three pieces, small enough to hold in your head:
+
+* :class:`Tensor` wraps an array (``.data``) and, when it was made by an operation
+  that needs a gradient, remembers that operation (``.creator``).
+* :class:`Function` is one operation: ``forward`` and ``backward`` work on raw
+  arrays, so the same code runs on NumPy and CuPy. Calling a Function on tensors
+  runs ``forward`` and, when some input requires a gradient, records itself as
+  the creator of its outputs. The recorded functions form a graph.
+* :meth:`Tensor.backward` orders that graph topologically (iteratively, so deep
+  graphs never hit Python's recursion limit), calls each ``backward`` once, and
+  adds gradients into the ``.grad`` of the leaf tensors.
+
+``.grad`` is a plain array (NumPy or CuPy) of the tensor's shape and dtype, or
+``None`` before any backward pass. Gradients add up across backward calls; set
+``.grad = None`` to start again. Only leaves (tensors made by you, not by an
+operation) keep their gradient.
+
+Example:
+    >>> import numpy as np
+    >>> x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    >>> y = (x * x).sum()
+    >>> y.backward()
+    >>> x.grad
+    array([2., 4., 6.])
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from lmcore import backend
+
+__all__ = [
+    "Function",
+    "Tensor",
+    "as_array",
+    "enable_grad",
+    "is_grad_enabled",
+    "no_grad",
+]
+
+
+# ---------------------------------------------------------------------------
+# Gradient mode
+
+
+class _GradMode:
+    enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """True when operations record a graph (the default)."""
+    return _GradMode.enabled
+
+
+@contextlib.contextmanager
+def _grad_mode(enabled: bool):
+    previous = _GradMode.enabled
+    _GradMode.enabled = enabled
+    try:
+        yield
+    finally:
+        _GradMode.enabled = previous
+
+
+def no_grad():
+    """Context manager (or decorator) under which operations record no graph.
+
+    Use it for evaluation and for updating parameters: it saves the memory and the
+    time of recording.
+
+    Example:
+        >>> w = Tensor([1.0, 2.0], requires_grad=True)
+        >>> with no_grad():
+        ...     y = w * 2
+        >>> y.requires_grad
+        False
+    """
+    return _grad_mode(False)
+
+
+def enable_grad():
+    """Context manager (or decorator) that turns recording back on inside ``no_grad``."""
+    return _grad_mode(True)
+
+
+# ---------------------------------------------------------------------------
+# Helpers on arrays
+
+_FLOAT_KINDS = "f"
+
+
+def _device_of(array) -> str:
+    return "cpu" if isinstance(array, (np.ndarray, np.generic)) else "cuda"
+
+
+def as_array(value, dtype=None, like=None):
+    """An array from a Tensor, an array, a Python number or a (nested) list.
+
+    Python numbers and lists become float32 (unless ``dtype`` says otherwise) on
+    the device of ``like`` when given, else on the active device; arrays keep
+    their dtype and device unless ``dtype`` is given.
+    """
+    if isinstance(value, Tensor):
+        value = value.data
+    if isinstance(value, (np.ndarray, np.generic)) or hasattr(value, "__cuda_array_interface__"):
+        xp = backend.get_array_module(value)
+        return value if dtype is None else xp.asarray(value, dtype=dtype)
+    xp = backend.get_array_module(like) if like is not None else backend.xp()
+    if dtype is None:
+        dtype = np.asarray(value).dtype
+        if dtype.kind in "fO":
+            dtype = np.float32
+    return xp.asarray(value, dtype=dtype)
+
+
+def _check_compatible(function: Function, arrays) -> None:
+    """Raise a clear error when arrays of one operation sit on different devices
+    or have different floating dtypes."""
+    first = arrays[0]
+    for position, array in enumerate(arrays[1:], start=1):
+        if type(array) is not type(first):
+            devices = {_device_of(first), _device_of(array)}
+            if len(devices) > 1:
+                raise TypeError(
+                    f"{type(function).__name__} got input 0 on {_device_of(first)} "
+                    f"({type(first).__module__}.{type(first).__name__}) and input {position} "
+                    f"on {_device_of(array)} ({type(array).__module__}.{type(array).__name__}); "
+                    "move both to one device first, e.g. with tensor.to('cpu') or .to('cuda')."
+                )
+        if (
+            array.dtype != first.dtype
+            and array.dtype.kind in _FLOAT_KINDS
+            and first.dtype.kind in _FLOAT_KINDS
+        ):
+            raise TypeError(
+                f"{type(function).__name__} got input 0 of dtype {first.dtype} and input "
+                f"{position} of dtype {array.dtype}; convert one with "
+                f"tensor.to({first.dtype.name!r}) or tensor.to({array.dtype.name!r}) so both match."
+            )
+
+
+def _as_ndarray(array):
+    """NumPy turns 0-d results into scalars (np.float32); keep them arrays."""
+    return np.asarray(array) if isinstance(array, np.generic) else array
+
+
+# ---------------------------------------------------------------------------
+# Function
+
+
+class Function:
+    """One differentiable operation, written on raw arrays.
+
+    Subclasses implement ``forward(*arrays)`` returning an array (or a tuple of
+    arrays) and ``backward(*grad_outputs)`` returning one gradient per input (a
+    tuple when there are several inputs; ``None`` for an input that needs none).
+    ``self.needs_grad[i]`` tells whether input ``i`` requires a gradient, so
+    ``backward`` can skip work. Anything ``forward`` stores on ``self`` for the
+    backward pass is released after it. ``backward`` must not modify the
+    gradients it receives in place: they may be shared.
+
+    Example:
+        >>> class Square(Function):
+        ...     def forward(self, x):
+        ...         self.x = x
+        ...         return x * x
+        ...     def backward(self, grad):
+        ...         return 2 * self.x * grad
+        >>> x = Tensor([3.0], requires_grad=True)
+        >>> Square()(x).backward(np.ones(1, np.float32))
+        >>> x.grad
+        array([6.], dtype=float32)
+    """
+
+    inputs: tuple[Tensor, ...] | None
+    needs_grad: tuple[bool, ...]
+    num_outputs: int = 1  # set by __call__ when forward returns a tuple
+
+    def __call__(self, *inputs: Tensor):
+        arrays = [t.data for t in inputs]
+        if len(arrays) > 1:
+            _check_compatible(self, arrays)
+        self.needs_grad = needs_grad = tuple(t.requires_grad for t in inputs)
+        outputs = self.forward(*arrays)
+        creator = None
+        if _GradMode.enabled and any(needs_grad):
+            creator = self
+            self.inputs = inputs
+        if type(outputs) is not tuple:
+            return Tensor._make(outputs, creator, 0)
+        self.num_outputs = len(outputs)
+        return tuple(Tensor._make(y, creator, i) for i, y in enumerate(outputs))
+
+    def forward(self, *arrays):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(*arrays)")
+
+    def backward(self, *grad_outputs):
+        raise NotImplementedError(f"{type(self).__name__} must implement backward(*grads)")
+
+    def release(self) -> None:
+        """Forget the inputs and whatever ``forward`` saved: the graph behind is freed."""
+        self.__dict__.clear()
+        self.inputs = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+
+# ---------------------------------------------------------------------------
+# Tensor
+
+
+class Tensor:
+    """An array with an optional gradient and a link to the operation that made it.
+
+    ``data`` may be a NumPy or CuPy array (kept as is, dtype included), or a Python
+    number or list (made float32 on the active device). ``dtype`` converts.
+
+    Example:
+        >>> x = Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+        >>> x.shape, x.dtype
+        ((2, 2), dtype('float32'))
+        >>> loss = (x @ x).mean()
+        >>> loss.backward()
+        >>> x.grad.shape
+        (2, 2)
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "creator", "output_index", "__weakref__")
+    __array_ufunc__ = None  # ndarray <op> Tensor defers to Tensor's reflected operators
+    __hash__ = object.__hash__  # __eq__ is element-wise; hash by identity
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None):
+        data = _as_ndarray(as_array(data, dtype=dtype))
+        if requires_grad and data.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(
+                f"only floating tensors can require a gradient, got dtype {data.dtype}; "
+                "pass dtype='float32' (or float64)."
+            )
+        self.data = data
+        self.grad = None
+        self.requires_grad = requires_grad
+        self.creator = None
+        self.output_index = 0
+
+    @classmethod
+    def _make(cls, data, creator: Function | None, output_index: int) -> Tensor:
+        """Fast constructor used by operations (no conversion, no checks)."""
+        t = object.__new__(cls)
+        t.data = _as_ndarray(data)
+        t.grad = None
+        t.requires_grad = creator is not None
+        t.creator = creator
+        t.output_index = output_index
+        return t
+
+    # -- array-like attributes ---------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        """Number of elements (NumPy's meaning; PyTorch calls it ``numel()``)."""
+        return self.data.size
+
+    def numel(self) -> int:
+        return self.data.size
+
+    @property
+    def device(self) -> str:
+        return _device_of(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.creator is None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        body = repr(_to_numpy(self.data)).replace("array(", "tensor(", 1)
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        if self.device != "cpu":
+            extra += ", device='cuda'"
+        return body[:-1] + extra + ")" if extra else body
+
+    def item(self) -> float:
+        """The value of a one-element tensor as a Python number."""
+        if self.data.size != 1:
+            raise ValueError(
+                f"item() needs a tensor of one element, this one has shape {self.shape}"
+            )
+        return self.data.item()
+
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array (copied from the GPU when on CUDA; never part of a graph)."""
+        return _to_numpy(self.data)
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    # -- graph control --------------------------------------------------------
+    def detach(self) -> Tensor:
+        """The same data with no history: gradients do not flow through the result."""
+        return Tensor._make(self.data, None, 0)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Turn gradient tracking of a leaf on or off, in place; returns self."""
+        if not self.is_leaf:
+            raise RuntimeError("requires_grad_ applies to leaf tensors; call detach() first.")
+        if requires_grad and self.data.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(f"only floating tensors can require a gradient, got {self.dtype}")
+        self.requires_grad = requires_grad
+        return self
+
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
+        """Add d(self)/d(leaf) times ``grad`` into every leaf's ``.grad``.
+
+        ``grad`` defaults to 1 for a one-element tensor. The graph is freed
+        afterwards; pass ``retain_graph=True`` to call backward through it again.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() on a tensor that does not require grad: no input had "
+                "requires_grad=True, or it was computed under no_grad() or detached."
+            )
+        xp = backend.get_array_module(self.data)
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward() without a gradient needs a one-element tensor, this one has "
+                    f"shape {self.shape}; reduce it (e.g. .sum()) or pass grad=."
+                )
+            grad = xp.ones_like(self.data)
+        else:
+            grad = _as_ndarray(as_array(grad, dtype=self.dtype, like=self.data)).copy()
+            if grad.shape != self.shape:
+                raise ValueError(f"grad has shape {grad.shape}, the tensor has {self.shape}")
+        run_backward(self, grad, retain_graph)
+
+    # -- conversion -----------------------------------------------------------
+    def to(self, target) -> Tensor:
+        """A copy on a device (``"cpu"``/``"cuda"``) or of a dtype (``"float64"``); differentiable.
+
+        Example:
+            >>> Tensor([1.0]).to("float64").dtype
+            dtype('float64')
+        """
+        if target in backend.DEVICES:
+            return F.to_device(self, target)
+        return F.cast(self, target)
+
+    def float(self) -> Tensor:
+        return self.to("float32")
+
+    def double(self) -> Tensor:
+        return self.to("float64")
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self) -> Tensor:
+        return self.to("cuda")
+
+    # -- operators (NumPy broadcasting; see lmcore.functional) -----------------
+    def __add__(self, other):
+        return F.add(self, other)
+
+    def __radd__(self, other):
+        return F.add(other, self)
+
+    def __sub__(self, other):
+        return F.sub(self, other)
+
+    def __rsub__(self, other):
+        return F.sub(other, self)
+
+    def __mul__(self, other):
+        return F.mul(self, other)
+
+    def __rmul__(self, other):
+        return F.mul(other, self)
+
+    def __truediv__(self, other):
+        return F.div(self, other)
+
+    def __rtruediv__(self, other):
+        return F.div(other, self)
+
+    def __pow__(self, exponent):
+        return F.pow(self, exponent)
+
+    def __rpow__(self, base):
+        return F.pow(base, self)
+
+    def __matmul__(self, other):
+        return F.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return F.matmul(other, self)
+
+    def __neg__(self):
+        return F.neg(self)
+
+    def __getitem__(self, index):
+        return F.getitem(self, index)
+
+    # Comparisons give boolean tensors that are not part of any graph.
+    def __lt__(self, other):
+        return Tensor._make(self.data < _data_of(other), None, 0)
+
+    def __le__(self, other):
+        return Tensor._make(self.data <= _data_of(other), None, 0)
+
+    def __gt__(self, other):
+        return Tensor._make(self.data > _data_of(other), None, 0)
+
+    def __ge__(self, other):
+        return Tensor._make(self.data >= _data_of(other), None, 0)
+
+    def __eq__(self, other):
+        return Tensor._make(self.data == _data_of(other), None, 0)
+
+    def __ne__(self, other):
+        return Tensor._make(self.data != _data_of(other), None, 0)
+
+    # -- methods with PyTorch's names -----------------------------------------
+    @property
+    def T(self) -> Tensor:
+        """All dimensions reversed (a matrix transposed)."""
+        return F.permute(self, tuple(range(self.ndim - 1, -1, -1)))
+
+    def sum(self, dim=None, keepdim: bool = False) -> Tensor:
+        return F.sum(self, dim, keepdim)
+
+    def mean(self, dim=None, keepdim: bool = False) -> Tensor:
+        return F.mean(self, dim, keepdim)
+
+    def max(self, dim=None, keepdim: bool = False) -> Tensor:
+        return F.max(self, dim, keepdim)
+
+    def min(self, dim=None, keepdim: bool = False) -> Tensor:
+        return F.min(self, dim, keepdim)
+
+    def argmax(self, dim=None, keepdim: bool = False) -> Tensor:
+        return F.argmax(self, dim, keepdim)
+
+    def reshape(self, *shape) -> Tensor:
+        return F.reshape(self, _shape_args(shape))
+
+    def view(self, *shape) -> Tensor:
+        return F.reshape(self, _shape_args(shape))
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        return F.flatten(self, start_dim, end_dim)
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        return F.unsqueeze(self, dim)
+
+    def squeeze(self, dim=None) -> Tensor:
+        return F.squeeze(self, dim)
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        return F.transpose(self, dim0, dim1)
+
+    def permute(self, *dims) -> Tensor:
+        return F.permute(self, _shape_args(dims))
+
+    def exp(self) -> Tensor:
+        return F.exp(self)
+
+    def log(self) -> Tensor:
+        return F.log(self)
+
+    def sqrt(self) -> Tensor:
+        return F.pow(self, 0.5)
+
+    def tanh(self) -> Tensor:
+        return F.tanh(self)
+
+    def sigmoid(self) -> Tensor:
+        return F.sigmoid(self)
+
+    def relu(self) -> Tensor:
+        return F.relu(self)
+
+    def gelu(self) -> Tensor:
+        return F.gelu(self)
+
+    def softmax(self, dim: int = -1) -> Tensor:
+        return F.softmax(self, dim)
+
+    def log_softmax(self, dim: int = -1) -> Tensor:
+        return F.log_softmax(self, dim)
+
+    def masked_fill(self, mask, value: float) -> Tensor:
+        return F.masked_fill(self, mask, value)
+
+
+def _data_of(value):
+    return value.data if isinstance(value, Tensor) else value
+
+
+def _shape_args(args) -> tuple:
+    """Accept both ``t.reshape(2, 3)`` and ``t.reshape((2, 3))``."""
+    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+
+
+def _to_numpy(array) -> np.ndarray:
+    return np.asarray(array) if _device_of(array) == "cpu" else array.get()
+
+
+# ---------------------------------------------------------------------------
+# The backward pass
+
+
+def _topological_order(root: Function) -> list[Function]:
+    """Functions reachable from ``root``, each after all functions that feed it."""
+    order: list[Function] = []
+    visited: set[Function] = set()
+    stack: list[tuple[Function, bool]] = [(root, False)]
+    while stack:
+        function, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(function)
+            continue
+        if function in visited:
+            continue
+        if function.inputs is None:
+            raise RuntimeError(
+                "backward() through a graph that was already freed by an earlier backward(); "
+                "pass retain_graph=True to the first call to go through it twice."
+            )
+        visited.add(function)
+        stack.append((function, True))
+        for t in function.inputs:
+            creator = t.creator
+            if creator is not None and creator not in visited:
+                stack.append((creator, False))
+    return order
+
+
+def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
+    """Propagate ``grad`` (d loss / d root) back to every leaf that requires grad.
+
+    Gradients wait in ``pending`` until they are complete: an intermediate
+    tensor's under (its creator, output index), a leaf's under the leaf itself.
+    The first gradient to arrive is kept as is (it may be shared, e.g. the two
+    inputs of an addition get the same array); a second one makes a fresh sum,
+    which later arrivals update in place. At the end each leaf's gradient is
+    added into ``leaf.grad``, which always owns its memory (never a view, never
+    shared with another tensor), so ``.grad`` can safely be updated in place.
+    """
+    pending: dict[object, object] = {}
+    owned: set[object] = set()
+
+    def send(key, g) -> None:
+        existing = pending.get(key)
+        if existing is None:
+            pending[key] = g
+        elif key in owned:
+            existing += g
+        else:
+            pending[key] = _as_ndarray(existing + g)
+            owned.add(key)
+
+    if root.creator is None:
+        pending[root] = grad
+    else:
+        pending[(root.creator, root.output_index)] = grad
+        for function in reversed(_topological_order(root.creator)):
+            grads_out = [pending.pop((function, i), None) for i in range(function.num_outputs)]
+            if any(g is not None for g in grads_out):
+                grads_in = function.backward(*grads_out)
+                if type(grads_in) is not tuple:
+                    grads_in = (grads_in,)
+                if len(grads_in) != len(function.inputs):
+                    raise RuntimeError(
+                        f"{type(function).__name__}.backward returned {len(grads_in)} gradients "
+                        f"for {len(function.inputs)} inputs; return one per input (None to skip)."
+                    )
+                for t, g, needed in zip(
+                    function.inputs, grads_in, function.needs_grad, strict=True
+                ):
+                    if needed and g is not None:
+                        _check_gradient(function, t, g)
+                        send(t if t.creator is None else (t.creator, t.output_index), g)
+            if not retain_graph:
+                function.release()
+
+    stored: set[int] = set()
+    for leaf, g in pending.items():
+        if leaf.grad is not None:
+            leaf.grad += g
+            continue
+        if leaf not in owned and (g.base is not None or id(g) in stored):
+            g = g.copy()
+        stored.add(id(g))
+        leaf.grad = g
+
+
+def _check_gradient(function: Function, t: Tensor, g) -> None:
+    if g.shape != t.data.shape or g.dtype != t.data.dtype:
+        raise RuntimeError(
+            f"{type(function).__name__}.backward returned a gradient of shape {g.shape} "
+            f"and dtype {g.dtype} for an input of shape {t.data.shape} and dtype "
+            f"{t.data.dtype}; they must match."
+        )
+
+
+from lmcore import functional as F  # noqa: E402  (functional builds on Tensor and Function)
