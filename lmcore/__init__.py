@@ -8,7 +8,7 @@ Example:
     array([2., 4., 6.], dtype=float32)
 """
 
-from lmcore import autograd, backend, config, data, functional, notebook, rng
+from lmcore import autograd, backend, config, data, functional, nn, notebook, optim, rng
 from lmcore.autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad
 from lmcore.rng import manual_seed
 
@@ -25,7 +25,9 @@ __all__ = [
     "functional",
     "is_grad_enabled",
     "manual_seed",
+    "nn",
     "no_grad",
     "notebook",
+    "optim",
     "rng",
 ]

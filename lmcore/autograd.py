@@ -94,10 +94,6 @@ def enable_grad():
 _FLOAT_KINDS = "f"
 
 
-def _device_of(array) -> str:
-    return "cpu" if isinstance(array, (np.ndarray, np.generic)) else "cuda"
-
-
 def as_array(value, dtype=None, like=None):
     """An array from a Tensor, an array, a Python number or a (nested) list.
 
@@ -124,12 +120,12 @@ def _check_compatible(function: Function, arrays) -> None:
     first = arrays[0]
     for position, array in enumerate(arrays[1:], start=1):
         if type(array) is not type(first):
-            devices = {_device_of(first), _device_of(array)}
+            devices = {backend.device_of(first), backend.device_of(array)}
             if len(devices) > 1:
                 raise TypeError(
-                    f"{type(function).__name__} got input 0 on {_device_of(first)} "
+                    f"{type(function).__name__} got input 0 on {backend.device_of(first)} "
                     f"({type(first).__module__}.{type(first).__name__}) and input {position} "
-                    f"on {_device_of(array)} ({type(array).__module__}.{type(array).__name__}); "
+                    f"on {backend.device_of(array)} ({type(array).__module__}.{type(array).__name__}); "
                     "move both to one device first, e.g. with tensor.to('cpu') or .to('cuda')."
                 )
         if (
@@ -282,7 +278,7 @@ class Tensor:
 
     @property
     def device(self) -> str:
-        return _device_of(self.data)
+        return backend.device_of(self.data)
 
     @property
     def is_leaf(self) -> bool:
@@ -530,7 +526,7 @@ def _shape_args(args) -> tuple:
 
 
 def _to_numpy(array) -> np.ndarray:
-    return np.asarray(array) if _device_of(array) == "cpu" else array.get()
+    return np.asarray(array) if backend.device_of(array) == "cpu" else array.get()
 
 
 # ---------------------------------------------------------------------------

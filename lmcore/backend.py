@@ -96,3 +96,21 @@ def describe() -> str:
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     return f"device: cuda ({name}, CuPy {cp.__version__})"
+
+
+def device_of(array) -> str:
+    """``"cpu"`` for a NumPy array or scalar, ``"cuda"`` for a CuPy array."""
+    return "cpu" if isinstance(array, (np.ndarray, np.generic)) else "cuda"
+
+
+def to_device(array, device: str):
+    """``array`` on ``device`` (``"cpu"`` or ``"cuda"``); the same object when it is there already.
+
+    Example:
+        >>> a = np.ones(3)
+        >>> to_device(a, "cpu") is a
+        True
+    """
+    if device_of(array) == device:
+        return array
+    return array.get() if device == "cpu" else xp("cuda").asarray(array)

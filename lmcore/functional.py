@@ -1023,16 +1023,10 @@ class ToDevice(Function):
 
     def forward(self, x):
         self.input_device = "cpu" if isinstance(x, np.ndarray) else "cuda"
-        return _move(x, self.device)
+        return backend.to_device(x, self.device)
 
     def backward(self, grad):
-        return _move(grad, self.input_device)
-
-
-def _move(array, device: str):
-    if device == "cpu":
-        return array if isinstance(array, np.ndarray) else array.get()
-    return backend.xp("cuda").asarray(array)
+        return backend.to_device(grad, self.input_device)
 
 
 def cast(input, dtype) -> Tensor:

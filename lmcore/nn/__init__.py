@@ -1,0 +1,35 @@
+"""Neural-network building blocks: :class:`Module`, :class:`Parameter`, layers and init.
+
+Names, argument orders, shapes and parameter names follow ``torch.nn``, so code
+and weights move between the two.
+
+Example:
+    >>> import numpy as np
+    >>> from lmcore import nn
+    >>> from lmcore.autograd import Tensor
+    >>> model = nn.Sequential(nn.Linear(4, 16), nn.GELU(), nn.LayerNorm(16), nn.Linear(16, 2))
+    >>> model(Tensor(np.ones((8, 4), np.float32))).shape
+    (8, 2)
+    >>> model.num_parameters()
+    146
+"""
+
+from lmcore.nn import init
+from lmcore.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU, Tanh
+from lmcore.nn.module import Module, ModuleList, Parameter, Sequential, functional_call
+
+__all__ = [
+    "GELU",
+    "Dropout",
+    "Embedding",
+    "LayerNorm",
+    "Linear",
+    "Module",
+    "ModuleList",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "Tanh",
+    "functional_call",
+    "init",
+]
