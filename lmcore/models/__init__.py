@@ -1,0 +1,10 @@
+"""Language models built from ``lmcore.nn``.
+
+Example:
+    >>> from lmcore.models import MLPLanguageModel
+    >>> model = MLPLanguageModel(vocab_size=65, context=8, embed_dim=16, hidden=128)
+"""
+
+from lmcore.models.mlp import MLPLanguageModel
+
+__all__ = ["MLPLanguageModel"]
