@@ -5,6 +5,7 @@ Example:
     >>> model = MLPLanguageModel(vocab_size=65, context=8, embed_dim=16, hidden=128)
 """
 
+from lmcore.models.gpt import GPT, GPTConfig
 from lmcore.models.mlp import MLPLanguageModel
 
-__all__ = ["MLPLanguageModel"]
+__all__ = ["GPT", "GPTConfig", "MLPLanguageModel"]

@@ -15,10 +15,17 @@ Example:
 """
 
 from lmcore.nn import init
+from lmcore.nn.attention import MultiHeadAttention, RotaryEmbedding, SinusoidalPositionalEncoding
 from lmcore.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU, Tanh
 from lmcore.nn.module import Module, ModuleList, Parameter, Sequential, functional_call
+from lmcore.nn.transformer import MLP, Block
 
 __all__ = [
+    "MLP",
+    "Block",
+    "MultiHeadAttention",
+    "RotaryEmbedding",
+    "SinusoidalPositionalEncoding",
     "GELU",
     "Dropout",
     "Embedding",

@@ -1,0 +1,213 @@
+"""Multi-head self-attention and positional encodings.
+
+* :class:`MultiHeadAttention`: one fused q, k, v projection (GPT-2's ``c_attn``), the
+  fused attention operation of :mod:`lmcore.attention`, an output projection (``c_proj``).
+* :class:`RotaryEmbedding`: rotary position embedding (RoPE) of queries and keys.
+* :class:`SinusoidalPositionalEncoding`: the fixed sine and cosine position vectors of
+  "Attention Is All You Need", called like a position :class:`~lmcore.nn.Embedding`.
+
+Example:
+    >>> import numpy as np
+    >>> from lmcore.autograd import Tensor
+    >>> attn = MultiHeadAttention(embed_dim=32, num_heads=4, causal=True)
+    >>> x = Tensor(np.random.default_rng(0).normal(size=(2, 10, 32)).astype(np.float32))
+    >>> attn(x).shape                                   # (B, T, C)
+    (2, 10, 32)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lmcore import backend
+from lmcore.attention import apply_rotary, merge_heads, rotary_tables, split_heads
+from lmcore.attention import scaled_dot_product_attention as attention
+from lmcore.autograd import Tensor
+from lmcore.nn.layers import Dropout, Linear
+from lmcore.nn.module import Module
+
+__all__ = ["MultiHeadAttention", "RotaryEmbedding", "SinusoidalPositionalEncoding"]
+
+
+class RotaryEmbedding(Module):
+    """Rotates queries or keys (B, H, T, D) by angles proportional to their positions.
+
+    No parameters: the cos and sin tables are computed for the positions asked for
+    (``offset`` to ``offset + T``, so a key-value cache can continue where it stopped)
+    and kept for the next call with the same positions.
+
+    Example:
+        >>> rope = RotaryEmbedding(head_dim=8)
+        >>> rope(Tensor(np.ones((1, 2, 5, 8), np.float32))).shape
+        (1, 2, 5, 8)
+    """
+
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"RotaryEmbedding needs an even head width, got {head_dim}")
+        self.head_dim, self.base = head_dim, base
+        self._tables_key = self._tables = None
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        if x.ndim < 2 or x.shape[-1] != self.head_dim:
+            raise ValueError(
+                f"{self!r} expects (..., T, {self.head_dim}), got shape {tuple(x.shape)}"
+            )
+        xp = backend.get_array_module(x.data)
+        key = (xp.__name__, x.dtype, offset, x.shape[-2])
+        if key != self._tables_key:
+            self._tables = rotary_tables(
+                x.shape[-2], self.head_dim, self.base, offset, xp=xp, dtype=x.dtype
+            )
+            self._tables_key = key
+        return apply_rotary(x, *self._tables)
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, base={self.base:g}"
+
+
+class SinusoidalPositionalEncoding(Module):
+    """Fixed position vectors: ``pe[t, 2i] = sin(t / 10000^(2i/C))``, ``pe[t, 2i+1] = cos(...)``.
+
+    Called with position ids (T,) or (B, T) it returns their vectors (..., C), just as a
+    learned position Embedding would, so the two are interchangeable. Nothing is learned;
+    the table (max_len, C) is a buffer that is not saved in the state_dict.
+
+    Example:
+        >>> pe = SinusoidalPositionalEncoding(embed_dim=6, max_len=16)
+        >>> pe(np.arange(4)).shape
+        (4, 6)
+        >>> pe(np.arange(1)).numpy()[0]                     # position 0: sin 0, cos 0
+        array([0., 1., 0., 1., 0., 1.], dtype=float32)
+    """
+
+    def __init__(
+        self, embed_dim: int, max_len: int, base: float = 10000.0, device=None, dtype=None
+    ):
+        super().__init__()
+        if embed_dim % 2:
+            raise ValueError(
+                f"SinusoidalPositionalEncoding needs an even embed_dim, got {embed_dim}"
+            )
+        self.embed_dim, self.max_len = embed_dim, max_len
+        angles = np.outer(
+            np.arange(max_len, dtype=np.float64),
+            base ** (-np.arange(0, embed_dim, 2, dtype=np.float64) / embed_dim),
+        )  # (max_len, C/2)
+        table = np.empty((max_len, embed_dim))
+        table[:, 0::2], table[:, 1::2] = np.sin(angles), np.cos(angles)
+        array = backend.xp(device).asarray(table, dtype=np.dtype(dtype or np.float32))
+        self.register_buffer("table", array, persistent=False)
+
+    def forward(self, positions) -> Tensor:
+        positions = backend.get_array_module(self.table.data).asarray(
+            positions.data if isinstance(positions, Tensor) else positions
+        )
+        if positions.size and (int(positions.min()) < 0 or int(positions.max()) >= self.max_len):
+            raise IndexError(
+                f"{self!r} covers positions 0 to {self.max_len - 1}, got positions up to "
+                f"{int(positions.max())}; build it with a larger max_len."
+            )
+        return Tensor._make(self.table.data[positions], None, 0)
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, max_len={self.max_len}"
+
+
+class MultiHeadAttention(Module):
+    """Multi-head self-attention: (B, T, C) → (B, T, C).
+
+    ``c_attn`` (C → 3C) makes queries, keys and values for all heads at once, each
+    head of width D = C / num_heads attends on its own, and ``c_proj`` (C → C) mixes the
+    heads' outputs. Parameter names and shapes follow GPT-2 (with Linear's (out, in)
+    weights where GPT-2 stores (in, out)).
+
+    Args:
+        embed_dim: model width C.
+        num_heads: number of heads H; must divide C.
+        dropout: dropout on the attention weights and on the output, in training.
+        bias: whether the projections have biases.
+        causal: each position attends only to itself and earlier ones (a decoder, the
+            default); False lets every position see the whole sequence (an encoder).
+        rotary: rotate queries and keys by position (RoPE).
+
+    Set ``keep_weights = True`` to keep the attention probabilities of the last call in
+    ``last_weights`` (B, H, T, T), for plotting.
+
+    Example:
+        >>> attn = MultiHeadAttention(16, 2)
+        >>> attn.keep_weights = True
+        >>> _ = attn(Tensor(np.ones((1, 3, 16), np.float32)))
+        >>> attn.last_weights.shape
+        (1, 2, 3, 3)
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        causal: bool = True,
+        rotary: bool = False,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(
+                f"MultiHeadAttention: embed_dim {embed_dim} must divide by num_heads {num_heads}"
+            )
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        self.dropout, self.causal = dropout, causal
+        self.c_attn = Linear(embed_dim, 3 * embed_dim, bias=bias, device=device, dtype=dtype)
+        self.c_proj = Linear(embed_dim, embed_dim, bias=bias, device=device, dtype=dtype)
+        self.resid_dropout = Dropout(dropout)
+        self.rotary = RotaryEmbedding(self.head_dim) if rotary else None
+        self.keep_weights = False
+        self.last_weights: Tensor | None = None
+
+    def forward(self, x: Tensor, padding_mask=None) -> Tensor:
+        """``x`` (B, T, C); ``padding_mask`` (B, T), True at real tokens, False at padding
+        (no query attends to padding)."""
+        if x.ndim != 3 or x.shape[-1] != self.embed_dim:
+            raise ValueError(
+                f"{type(self).__name__}(embed_dim={self.embed_dim}) expects input (B, T, "
+                f"{self.embed_dim}), got {tuple(x.shape)}"
+            )
+        batch, length, _ = x.shape
+        mask = None
+        if padding_mask is not None:
+            padding_mask = backend.get_array_module(x.data).asarray(
+                padding_mask.data if isinstance(padding_mask, Tensor) else padding_mask
+            )
+            if padding_mask.shape != (batch, length) or padding_mask.dtype != bool:
+                raise ValueError(
+                    f"{type(self).__name__}: padding_mask must be boolean of shape (B, T) = "
+                    f"{(batch, length)}, True at real tokens; got {padding_mask.dtype} "
+                    f"{padding_mask.shape}"
+                )
+            mask = padding_mask[:, None, None, :]  # (B, 1, 1, T): hide padded keys
+        q, k, v = split_heads(self.c_attn(x), self.num_heads, num_chunks=3)  # 3 x (B, H, T, D)
+        if self.rotary is not None:
+            q, k = self.rotary(q), self.rotary(k)
+        result = attention(
+            q,
+            k,
+            v,
+            mask=mask,
+            causal=self.causal,
+            dropout_p=self.dropout if self.training else 0.0,
+            return_weights=self.keep_weights,
+        )
+        if self.keep_weights:
+            result, self.last_weights = result
+        y = merge_heads(result)  # (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+    def extra_repr(self) -> str:
+        return (
+            f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}, "
+            f"causal={self.causal}"
+        )

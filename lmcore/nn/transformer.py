@@ -1,0 +1,85 @@
+"""The Transformer block of GPT-2: pre-norm attention and MLP, each on a residual branch.
+
+Example:
+    >>> import numpy as np
+    >>> from lmcore.autograd import Tensor
+    >>> block = Block(embed_dim=32, num_heads=4)
+    >>> block(Tensor(np.zeros((2, 7, 32), np.float32))).shape     # (B, T, C)
+    (2, 7, 32)
+"""
+
+from __future__ import annotations
+
+from lmcore.autograd import Tensor
+from lmcore.nn.attention import MultiHeadAttention
+from lmcore.nn.layers import GELU, Dropout, LayerNorm, Linear
+from lmcore.nn.module import Module
+
+__all__ = ["MLP", "Block"]
+
+
+class MLP(Module):
+    """Position-wise feed-forward network: Linear(C, 4C), GELU (tanh form), Linear(4C, C),
+    dropout. Names follow GPT-2 (``c_fc``, ``c_proj``).
+
+    Example:
+        >>> MLP(8).c_fc.weight.shape                       # (hidden, C) = (4C, C)
+        (32, 8)
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        hidden_dim: int | None = None,
+        dropout: float = 0.0,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        hidden_dim = hidden_dim or 4 * embed_dim
+        self.c_fc = Linear(embed_dim, hidden_dim, bias=bias, device=device, dtype=dtype)
+        self.gelu = GELU()
+        self.c_proj = Linear(hidden_dim, embed_dim, bias=bias, device=device, dtype=dtype)
+        self.dropout = Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(Module):
+    """``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``: the normalization sits inside each
+    residual branch (pre-norm, as GPT-2), so the residual stream itself is never rescaled.
+
+    Args are those of :class:`~lmcore.nn.MultiHeadAttention`, plus ``eps`` of the two
+    LayerNorms (1e-5, GPT-2's).
+
+    Example:
+        >>> [name for name, _ in Block(8, 2).named_children()]
+        ['ln_1', 'attn', 'ln_2', 'mlp']
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        causal: bool = True,
+        rotary: bool = False,
+        eps: float = 1e-5,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        kinds = dict(device=device, dtype=dtype)
+        self.ln_1 = LayerNorm(embed_dim, eps=eps, bias=bias, **kinds)
+        self.attn = MultiHeadAttention(
+            embed_dim, num_heads, dropout, bias, causal=causal, rotary=rotary, **kinds
+        )
+        self.ln_2 = LayerNorm(embed_dim, eps=eps, bias=bias, **kinds)
+        self.mlp = MLP(embed_dim, dropout=dropout, bias=bias, **kinds)
+
+    def forward(self, x: Tensor, padding_mask=None) -> Tensor:  # (B, T, C) -> (B, T, C)
+        x = x + self.attn(self.ln_1(x), padding_mask)
+        return x + self.mlp(self.ln_2(x))
