@@ -8,7 +8,7 @@ Example:
     array([2., 4., 6.], dtype=float32)
 """
 
-from lmcore import autograd, backend, config, data, functional, nn, notebook, optim, rng
+from lmcore import autograd, backend, config, data, functional, nn, notebook, optim, rng, train
 from lmcore.autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad
 from lmcore.rng import manual_seed
 
@@ -30,4 +30,5 @@ __all__ = [
     "notebook",
     "optim",
     "rng",
+    "train",
 ]
