@@ -166,6 +166,7 @@ def test_resuming_a_stateless_source_skips_the_batches_already_used(corpus, tmp_
 
 
 def test_a_crash_while_writing_leaves_the_previous_checkpoint(corpus, tmp_path, monkeypatch):
+    import lmcore.atomic
     import lmcore.train.checkpoint as checkpoint_module
 
     model = make_run(corpus)[0]
@@ -175,7 +176,7 @@ def test_a_crash_while_writing_leaves_the_previous_checkpoint(corpus, tmp_path, 
     def crash(*args):
         raise OSError("simulated crash before the rename")
 
-    monkeypatch.setattr(checkpoint_module.os, "replace", crash)
+    monkeypatch.setattr(lmcore.atomic.os, "replace", crash)
     with pytest.raises(OSError, match="simulated crash"):
         save_checkpoint(path, step=2, model=model)
     monkeypatch.undo()

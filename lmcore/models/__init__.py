@@ -7,5 +7,6 @@ Example:
 
 from lmcore.models.gpt import GPT, GPTConfig
 from lmcore.models.mlp import MLPLanguageModel
+from lmcore.models.rnn import RNNLanguageModel, detach_state
 
-__all__ = ["GPT", "GPTConfig", "MLPLanguageModel"]
+__all__ = ["GPT", "GPTConfig", "MLPLanguageModel", "RNNLanguageModel", "detach_state"]

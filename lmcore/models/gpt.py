@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
@@ -31,7 +30,9 @@ import numpy as np
 
 from lmcore import backend
 from lmcore import functional as F
+from lmcore.atomic import write_atomically
 from lmcore.autograd import Tensor, no_grad
+from lmcore.generate import sample_next
 from lmcore.nn import init
 from lmcore.nn.attention import SinusoidalPositionalEncoding
 from lmcore.nn.layers import Dropout, Embedding, LayerNorm, Linear
@@ -235,7 +236,7 @@ class GPT(Module):
             with no_grad():
                 for _ in range(max_new_tokens):
                     logits = self(idx[:, -self.config.block_size :]).data[:, -1, :]  # (B, V)
-                    next_ids = _sample(logits, temperature, top_k, generator)  # (B, 1)
+                    next_ids = sample_next(logits, temperature, top_k, generator)  # (B, 1)
                     idx = xp.concatenate([idx, next_ids.astype(idx.dtype)], axis=1)
         finally:
             self.train(was_training)
@@ -317,36 +318,15 @@ class GPT(Module):
         files, so Hugging Face loaders accept it too."""
         from safetensors.numpy import save_file
 
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        handle, temporary = tempfile.mkstemp(dir=folder, suffix=".safetensors.tmp")
-        os.close(handle)
-        try:
-            save_file(self.to_gpt2_state_dict(), temporary, metadata={"format": "pt"})
-            os.replace(temporary, path)
-        except BaseException:
-            os.remove(temporary)
-            raise
+        write_atomically(
+            path,
+            lambda temporary: save_file(
+                self.to_gpt2_state_dict(), temporary, metadata={"format": "pt"}
+            ),
+        )
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in asdict(self.config).items())
-
-
-def _sample(logits, temperature: float, top_k: int | None, generator):
-    """One token id per row of ``logits`` (B, V) → (B, 1)."""
-    xp = backend.get_array_module(logits)
-    logits = logits.astype(np.float64)
-    if temperature == 0:
-        return logits.argmax(axis=-1)[:, None]
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = xp.sort(logits, axis=-1)[:, -top_k][:, None]  # (B, 1), the k-th largest
-        logits = xp.where(logits < kth, -xp.inf, logits)
-    probs = xp.exp(logits - logits.max(axis=-1, keepdims=True))
-    cumulative = xp.cumsum(probs, axis=-1)  # (B, V), unnormalized
-    draws = generator.random((logits.shape[0], 1)) * cumulative[:, -1:]  # (B, 1)
-    choice = (cumulative <= draws).sum(axis=-1, keepdims=True)  # inverse of the CDF
-    return xp.minimum(choice, logits.shape[-1] - 1)
 
 
 def _strip_gpt2_names(state_dict) -> dict:

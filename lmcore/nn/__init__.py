@@ -18,9 +18,16 @@ from lmcore.nn import init
 from lmcore.nn.attention import MultiHeadAttention, RotaryEmbedding, SinusoidalPositionalEncoding
 from lmcore.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU, Tanh
 from lmcore.nn.module import Module, ModuleList, Parameter, Sequential, functional_call
+from lmcore.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from lmcore.nn.transformer import MLP, Block
 
 __all__ = [
+    "GRU",
+    "GRUCell",
+    "LSTM",
+    "LSTMCell",
+    "RNN",
+    "RNNCell",
     "MLP",
     "Block",
     "MultiHeadAttention",

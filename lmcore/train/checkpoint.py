@@ -23,10 +23,7 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +32,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from lmcore import backend, rng
+from lmcore.atomic import write_atomically
 from lmcore.autograd import Tensor
 
 __all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint"]
@@ -81,7 +79,7 @@ def save_checkpoint(path, *, step: int = 0, config: dict | None = None, **object
         "state": _to_json(skeleton, "the saved state"),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, lambda temporary: save_file(tensors, temporary, metadata))
+    write_atomically(path, lambda temporary: save_file(tensors, temporary, metadata))
     return path
 
 
@@ -123,28 +121,6 @@ def load_checkpoint(path, *, restore_rng: bool = True, **objects) -> Checkpoint:
 
 # ---------------------------------------------------------------------------
 # Files
-
-
-def _write_atomically(path: Path, write) -> None:
-    """Call ``write(temporary_path)``, flush the file to disk, then rename it to ``path``;
-    on any failure the temporary file is removed and ``path`` is untouched."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        with open(temporary, "r+b") as file:
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
-        raise
-    if os.name == "posix":  # make the rename itself durable
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
 
 
 def _read(path: Path) -> tuple[dict, dict]:
