@@ -32,7 +32,9 @@ import contextlib
 
 import numpy as np
 
-from lmcore import backend
+from lmcore import backend, memory
+
+memory.keep_freed_memory()  # NumPy's temporaries reuse freed memory instead of fresh pages
 
 __all__ = [
     "Function",

@@ -81,6 +81,12 @@ def _unbroadcast(grad, shape: tuple[int, ...]):
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
 
 
+def _sum_rows(a):
+    """``a.sum(axis=0)`` of an (N, D) array as one matrix-vector product, which BLAS runs
+    several times faster than NumPy's reduction over the rows."""
+    return backend.get_array_module(a).ones(a.shape[0], dtype=a.dtype) @ a
+
+
 def _axes(dim, ndim: int) -> tuple[int, ...]:
     """``dim`` (None, an int or a tuple) as a tuple of non-negative axes."""
     if dim is None:
@@ -231,22 +237,25 @@ class MatMul(Function):
 
 
 class Linear(Function):
+    """x @ weight.T + bias with the leading dims of x flattened, so that each product is
+    one large matrix multiply (BLAS) rather than a batch of small ones."""
+
     def forward(self, x, weight, bias=None):
-        self.x, self.weight = x, weight
-        y = x @ weight.T  # (..., in) @ (in, out) -> (..., out)
+        self.x_shape = x.shape
+        self.x_2d, self.weight = x.reshape(-1, x.shape[-1]), weight  # (N, in), (out, in)
+        y = self.x_2d @ weight.T  # (N, out)
         if bias is not None:
             y += bias
-        return y
+        return y.reshape(x.shape[:-1] + (weight.shape[0],))  # (..., out)
 
     def backward(self, grad):
-        x, weight = self.x, self.weight
         grad_2d = grad.reshape(-1, grad.shape[-1])  # (N, out)
         grads = (
-            grad @ weight if self.needs_grad[0] else None,  # (..., in)
-            grad_2d.T @ x.reshape(-1, x.shape[-1]) if self.needs_grad[1] else None,  # (out, in)
+            (grad_2d @ self.weight).reshape(self.x_shape) if self.needs_grad[0] else None,
+            grad_2d.T @ self.x_2d if self.needs_grad[1] else None,  # (out, in)
         )
         if len(self.needs_grad) == 3:
-            grads += (grad_2d.sum(axis=0) if self.needs_grad[2] else None,)
+            grads += (_sum_rows(grad_2d) if self.needs_grad[2] else None,)  # (out,)
         return grads
 
 
@@ -655,21 +664,51 @@ class ReLU(Function):
 
 
 _GELU_C = math.sqrt(2 / math.pi)
+_GELU_K = 0.044715
 
 
 class GELU(Function):
-    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), the tanh form used by GPT-2."""
+    """0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3), the tanh form of GPT-2.
+
+    It is x s with s = 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)), and the slope is
+    s (1 + 2 x du/dx (1 - s)), so only s is kept for the backward pass. float32 computes
+    s from exp, which NumPy runs up to twice as fast as its float32 tanh (exp(-2u)
+    overflows to inf for very negative x, giving the limit s = 0); other dtypes use tanh,
+    which keeps float64 results equal to the textbook formula to rounding. Every step is
+    done in place in one or two buffers.
+    """
 
     def forward(self, x):
         xp = backend.get_array_module(x)
-        self.x = x
-        self.t = xp.tanh(_GELU_C * (x + 0.044715 * x * x * x))
-        return 0.5 * x * (1 + self.t)
+        s = xp.multiply(x, x, out=xp.empty_like(x))  # out=: stays an array when 0-d
+        s *= _GELU_C * _GELU_K
+        s += _GELU_C
+        s *= x  # u = sqrt(2/pi) x (1 + k x^2)
+        if x.dtype == np.float32:
+            s *= -2
+            with np.errstate(over="ignore"):
+                xp.exp(s, out=s)
+            s += 1
+            xp.reciprocal(s, out=s)
+        else:
+            xp.tanh(s, out=s)
+            s += 1
+            s *= 0.5
+        self.x, self.s = x, s
+        return x * s
 
     def backward(self, grad):
-        x, t = self.x, self.t
-        slope = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * x * x)
-        return grad * slope
+        xp = backend.get_array_module(grad)
+        x, s = self.x, self.s
+        slope = xp.multiply(x, x, out=xp.empty_like(x))
+        slope *= 6 * _GELU_C * _GELU_K
+        slope += 2 * _GELU_C
+        slope *= x  # 2 x du/dx, du/dx = sqrt(2/pi) (1 + 3 k x^2)
+        slope *= 1 - s
+        slope += 1
+        slope *= s
+        slope *= grad
+        return slope
 
 
 def exp(input) -> Tensor:
@@ -940,40 +979,54 @@ def cross_entropy(
 
 
 class LayerNorm(Function):
+    """Works on the (N, D) view of the input, D the product of the normalized dims.
+
+    Sums over rows and over columns are matrix-vector products (``a @ ones``), which
+    BLAS runs several times faster than NumPy's ``a.sum(axis=...)`` on short rows.
+    """
+
     def __init__(self, num_dims, eps, has_weight, has_bias):
         self.num_dims, self.eps = num_dims, eps
         self.has_weight, self.has_bias = has_weight, has_bias
 
     def forward(self, x, *params):
         xp = backend.get_array_module(x)
-        axes = tuple(range(-self.num_dims, 0))
-        mean = x.mean(axis=axes, keepdims=True)
-        centered = x - mean
-        variance = (centered * centered).mean(axis=axes, keepdims=True)  # biased, as PyTorch
-        self.rstd = 1 / xp.sqrt(variance + x.dtype.type(self.eps))  # (..., 1)
-        self.x_hat = centered * self.rstd  # (..., D)
-        self.weight = params[0] if self.has_weight else None
-        y = self.x_hat * self.weight if self.has_weight else self.x_hat.copy()
+        self.shape = x.shape
+        size = math.prod(x.shape[x.ndim - self.num_dims :])
+        x = x.reshape(-1, size)  # (N, D)
+        self.mean_vector = xp.full(size, 1 / size, dtype=x.dtype)  # x @ it: row means
+        x_hat = x - (x @ self.mean_vector)[:, None]  # centred
+        variance = xp.einsum("nd,nd->n", x_hat, x_hat) / x.dtype.type(size)  # biased, as PyTorch
+        self.rstd = (1 / xp.sqrt(variance + x.dtype.type(self.eps)))[:, None]  # (N, 1)
+        x_hat *= self.rstd
+        self.x_hat = x_hat  # (N, D)
+        self.weight = params[0].reshape(-1) if self.has_weight else None  # (D,)
+        y = x_hat * self.weight if self.has_weight else x_hat.copy()
         if self.has_bias:
-            y += params[-1]
-        return y
+            y += params[-1].reshape(-1)
+        return y.reshape(self.shape)
 
     def backward(self, grad):
-        axes = tuple(range(-self.num_dims, 0))
-        lead = tuple(range(grad.ndim - self.num_dims))
-        x_hat = self.x_hat
+        xp = backend.get_array_module(grad)
+        x_hat, rstd, mean_vector = self.x_hat, self.rstd, self.mean_vector
+        grad = grad.reshape(x_hat.shape)  # (N, D)
         grad_x_hat = grad * self.weight if self.has_weight else grad
         # d x / d x_hat folds in the mean and variance: rstd (g - mean(g) - x_hat mean(g x_hat)).
-        grad_x = self.rstd * (
-            grad_x_hat
-            - grad_x_hat.mean(axis=axes, keepdims=True)
-            - x_hat * (grad_x_hat * x_hat).mean(axis=axes, keepdims=True)
-        )
-        grads = (grad_x if self.needs_grad[0] else None,)
+        grads = (None,)
+        if self.needs_grad[0]:
+            mean_g = (grad_x_hat @ mean_vector)[:, None]  # (N, 1)
+            mean_g_x_hat = (xp.einsum("nd,nd->n", grad_x_hat, x_hat) / x_hat.shape[1])[:, None]
+            grad_x = grad_x_hat - mean_g
+            grad_x -= x_hat * mean_g_x_hat
+            grad_x *= rstd
+            grads = (grad_x.reshape(self.shape),)
+        normalized_shape = self.shape[len(self.shape) - self.num_dims :]
         if self.has_weight:
-            grads += ((grad * x_hat).sum(axis=lead) if self.needs_grad[1] else None,)
+            grad_w = xp.einsum("nd,nd->d", grad, x_hat) if self.needs_grad[1] else None
+            grads += (None if grad_w is None else grad_w.reshape(normalized_shape),)
         if self.has_bias:
-            grads += (grad.sum(axis=lead) if self.needs_grad[-1] else None,)
+            grad_b = _sum_rows(grad).reshape(normalized_shape) if self.needs_grad[-1] else None
+            grads += (grad_b,)
         return grads
 
 

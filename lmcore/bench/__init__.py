@@ -10,4 +10,6 @@ Example:
 BENCHMARKS = {
     "tokenizer": "lmcore.bench.tokenizer",
     "ngram": "lmcore.bench.ngram",
+    "lstm": "lmcore.bench.lstm",
+    "training": "lmcore.bench.training",
 }

@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 
@@ -46,3 +47,33 @@ def print_table(rows: list[dict], title: str = "") -> None:
     for c in cells:
         print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
     print()
+
+
+def seconds_per_step(step, batches, steps: int) -> float:
+    """Wall-clock seconds per call of ``step(batch)``, cycling through ``batches``."""
+
+    def run():
+        for i in range(steps):
+            step(batches[i % len(batches)])
+
+    return best_of(run, repeat=1) / steps
+
+
+@contextlib.contextmanager
+def thread_limit(count: int, torch=None):
+    """NumPy's BLAS (through threadpoolctl, when installed) and torch on ``count`` threads."""
+    previous = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(count)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        limits = contextlib.nullcontext()
+    else:
+        limits = threadpool_limits(count, user_api="blas")
+    try:
+        with limits:
+            yield
+    finally:
+        if torch:
+            torch.set_num_threads(previous)

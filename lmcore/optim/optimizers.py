@@ -245,11 +245,18 @@ class Adam(Optimizer):
         m *= beta1
         m += (1 - beta1) * grad
         v *= beta2
-        v += (1 - beta2) * (grad * grad)
+        squared = grad * grad
+        squared *= 1 - beta2
+        v += squared
         correction1 = 1 - beta1 ** state["step"]
         correction2 = 1 - beta2 ** state["step"]
-        denominator = xp.sqrt(v) / math.sqrt(correction2) + group["eps"]
-        param.data -= (group["lr"] / correction1) * m / denominator
+        # The step, computed in place in one buffer: lr / c1 * m / (sqrt(v / c2) + eps).
+        step = xp.sqrt(v, out=xp.empty_like(v))  # out=: an array even for a 0-d parameter
+        step *= 1 / math.sqrt(correction2)
+        step += group["eps"]
+        xp.divide(m, step, out=step)
+        step *= group["lr"] / correction1
+        param.data -= step
 
 
 class AdamW(Adam):
