@@ -10,7 +10,7 @@ from lmcore.cli import main
 def test_bench_quick_runs_and_prints_a_table(name, capsys):
     assert main(["bench", name, "--quick"]) == 0
     out = capsys.readouterr().out
-    assert "device: cpu" in out and "---" in out
+    assert "device: " in out and "---" in out
 
 
 def test_unknown_benchmark_is_refused(capsys):
