@@ -12,4 +12,5 @@ BENCHMARKS = {
     "ngram": "lmcore.bench.ngram",
     "lstm": "lmcore.bench.lstm",
     "training": "lmcore.bench.training",
+    "gpt": "lmcore.bench.gpt",
 }
