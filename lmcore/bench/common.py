@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import statistics
 import time
 
 import numpy as np
@@ -77,3 +78,30 @@ def thread_limit(count: int, torch=None):
     finally:
         if torch:
             torch.set_num_threads(previous)
+
+
+def race(runners: dict, rounds: int, steps: int, warmup: int) -> dict[str, float]:
+    """Median seconds per step of each library's ``(step, batches)``, timed alternately.
+
+    Each round times every library for ``steps`` steps, in reversed order every other
+    round, so that a slow moment of a shared machine falls on both sides alike.
+    """
+    for step, batches in runners.values():
+        seconds_per_step(step, batches, warmup)
+    times = {lib: [] for lib in runners}
+    for r in range(rounds):
+        for lib in list(runners) if r % 2 == 0 else list(runners)[::-1]:
+            times[lib].append(seconds_per_step(*runners[lib], steps))
+    return {lib: statistics.median(seconds) for lib, seconds in times.items()}
+
+
+def speed_columns(medians: dict[str, float], tokens: int, first_loss: dict[str, float]) -> dict:
+    """Table columns for each library (tokens/s, ms/step, first loss) and lmcore/torch."""
+    row = {}
+    for lib, seconds in medians.items():
+        row[f"{lib} tokens/s"] = f"{tokens / seconds:,.0f}"
+        row[f"{lib} ms/step"] = round(1e3 * seconds, 2)
+        row[f"{lib} first loss"] = round(first_loss[lib], 4)
+    if "torch" in medians:
+        row["lmcore/torch"] = round(medians["torch"] / medians["lmcore"], 2)
+    return row

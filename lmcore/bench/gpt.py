@@ -25,12 +25,11 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import statistics
 
 import numpy as np
 
 from lmcore import backend
-from lmcore.bench.common import print_table, seconds_per_step, thread_limit
+from lmcore.bench.common import print_table, race, speed_columns, thread_limit
 from lmcore.models.gpt import GPT, GPTConfig
 from lmcore.rng import manual_seed
 
@@ -164,27 +163,15 @@ def _case(torch, device: str, shape: dict, quick: bool) -> dict:
     rounds, steps, warmup = (2, 1, 1) if quick else (9, 5, 5)
     if device == "cuda" and not quick:
         steps, warmup = 10, 10
-    for step, data in runners.values():
-        seconds_per_step(step, data, warmup)
-    times = {lib: [] for lib in runners}
-    for r in range(rounds):
-        for lib in list(runners) if r % 2 == 0 else list(runners)[::-1]:
-            times[lib].append(seconds_per_step(*runners[lib], steps))
+    medians = race(runners, rounds, steps, warmup)
     tokens = batch * config.block_size
     row = {
         "device": device,
         "model": f"GPT {config.n_layer}L {config.n_head}H {config.n_embd}C, "
         f"{batch} x {config.block_size}",
         "params": f"{model.num_parameters() / 1e6:.2f} M",
+        **speed_columns(medians, tokens, first_loss),
     }
-    for lib, seconds in times.items():
-        row[f"{lib} tokens/s"] = f"{tokens / statistics.median(seconds):,.0f}"
-        row[f"{lib} ms/step"] = round(1e3 * statistics.median(seconds), 2)
-        row[f"{lib} first loss"] = round(first_loss[lib], 4)
-    if torch is not None:
-        row["lmcore/torch"] = round(
-            statistics.median(times["torch"]) / statistics.median(times["lmcore"]), 2
-        )
     expected = math.log(VOCAB)  # a fresh GPT-2-initialized model predicts nearly uniformly
     assert all(abs(v - expected) < 0.5 for v in first_loss.values()), first_loss
     return row

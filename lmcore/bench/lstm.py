@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import statistics
 
 import numpy as np
 
 from lmcore import optim
-from lmcore.bench.common import print_table, seconds_per_step, thread_limit
+from lmcore.bench.common import print_table, race, speed_columns, thread_limit
 from lmcore.models.rnn import RNNLanguageModel
 from lmcore.rng import manual_seed
 
@@ -102,21 +101,13 @@ def run(quick: bool = False) -> list[dict]:
                 optimizer = _adamw(reference.parameters(), torch.optim)
                 runners["torch"] = _torch_step(torch, reference, optimizer)
             first_loss = {lib: step(batches[0]) for lib, step in runners.items()}
-            for step in runners.values():
-                seconds_per_step(step, batches, warmup)
-            times = {lib: [] for lib in runners}
-            for r in range(rounds):
-                for lib in list(runners) if r % 2 == 0 else list(runners)[::-1]:
-                    times[lib].append(seconds_per_step(runners[lib], batches, steps))
-            row = {"model": f"LSTM LM, {num_layers} layer(s), {BATCH} x {STEPS}"}
-            for lib, seconds in times.items():
-                row[f"{lib} tokens/s"] = f"{tokens / statistics.median(seconds):,.0f}"
-                row[f"{lib} ms/step"] = round(1e3 * statistics.median(seconds), 1)
-                row[f"{lib} first loss"] = round(first_loss[lib], 4)
-            if torch:
-                row["lmcore/torch"] = round(
-                    statistics.median(times["torch"]) / statistics.median(times["lmcore"]), 2
-                )
+            medians = race(
+                {lib: (step, batches) for lib, step in runners.items()}, rounds, steps, warmup
+            )
+            row = {
+                "model": f"LSTM LM, {num_layers} layer(s), {BATCH} x {STEPS}",
+                **speed_columns(medians, tokens, first_loss),
+            }
             rows.append(row)
     versions = f"torch {torch.__version__}" if torch else "torch not found: lmcore only"
     print_table(

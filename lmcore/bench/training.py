@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import statistics
 
 import numpy as np
 
 from lmcore import functional as F
 from lmcore import nn, optim
-from lmcore.bench.common import print_table, seconds_per_step, thread_limit
+from lmcore.bench.common import print_table, race, speed_columns, thread_limit
 from lmcore.models import MLPLanguageModel
 from lmcore.rng import manual_seed
 
@@ -180,22 +179,14 @@ def run(quick: bool = False) -> list[dict]:
                     ),
                 )
             first_loss = {lib: step(batches[0]) for lib, step in runners.items()}
-            for step in runners.values():
-                seconds_per_step(step, batches, warmup)
-            times = {lib: [] for lib in runners}
-            for r in range(rounds):
-                order = list(runners) if r % 2 == 0 else list(runners)[::-1]
-                for lib in order:
-                    times[lib].append(seconds_per_step(runners[lib], batches, steps))
-            row = {"model": name, "tokens/step": tokens}
-            for lib, seconds in times.items():
-                row[f"{lib} tokens/s"] = f"{tokens / statistics.median(seconds):,.0f}"
-                row[f"{lib} ms/step"] = round(1e3 * statistics.median(seconds), 2)
-                row[f"{lib} first loss"] = round(first_loss[lib], 4)
-            if torch:
-                row["lmcore/torch"] = round(
-                    statistics.median(times["torch"]) / statistics.median(times["lmcore"]), 2
-                )
+            medians = race(
+                {lib: (step, batches) for lib, step in runners.items()}, rounds, steps, warmup
+            )
+            row = {
+                "model": name,
+                "tokens/step": tokens,
+                **speed_columns(medians, tokens, first_loss),
+            }
             rows.append(row)
     versions = f"torch {torch.__version__}" if torch else "torch not found: lmcore only"
     print_table(
