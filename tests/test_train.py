@@ -9,8 +9,9 @@ import pytest
 
 from lmcore import backend, data, manual_seed, nn, optim
 from lmcore.autograd import Tensor, is_grad_enabled
-from lmcore.data.batches import RandomWindows, SequentialWindows
+from lmcore.data.batches import ContiguousBatches, RandomWindows, SequentialWindows
 from lmcore.models.mlp import MLPLanguageModel
+from lmcore.models.rnn import RNNLanguageModel
 from lmcore.tokenizers import CharTokenizer
 from lmcore.train import (
     CheckpointError,
@@ -21,6 +22,7 @@ from lmcore.train import (
     save_checkpoint,
     train,
 )
+from lmcore.train.loop import StateCarrier, recurrent_loss
 
 matplotlib.use("Agg")
 
@@ -285,6 +287,113 @@ def test_a_finite_iterator_that_runs_out_is_reported(corpus):
         train(model, optimizer, few, 5, progress=False)
     with pytest.raises(ValueError, match="val_batches or eval_fn"):
         train(model, optimizer, batches, 5, val_batches=[], eval_fn=lambda: 0.0)
+
+
+# ---------------------------------------------------------------------------
+# Truncated backpropagation through time: carry_state=True
+
+
+def make_recurrent_run(corpus, seed=0, cell="lstm"):
+    """A small recurrent model, its optimizer, 6 contiguous training batches per pass and
+    a contiguous validation set."""
+    vocab_size, train_tokens, val_tokens = corpus
+    manual_seed(seed)
+    model = RNNLanguageModel(vocab_size, embed_dim=8, hidden_size=16, cell=cell)
+    optimizer = optim.AdamW(model.parameters(), lr=3e-3)
+    batches = ContiguousBatches(train_tokens[:385], block_size=16, batch_size=4)  # 6 batches
+    val = ContiguousBatches(val_tokens[:1_001], block_size=50, batch_size=4)  # 5 batches
+    return model, optimizer, batches, val
+
+
+def recording(calls):
+    """:func:`recurrent_loss` that records whether the model was training, the state it
+    was given (None or a copy of its arrays, with whether it needed gradients) and the
+    state it returned."""
+
+    def loss_fn(model, x, y, state):
+        loss, new_state = recurrent_loss(model, x, y, state)
+        given = None if state is None else [(s.data.copy(), s.requires_grad) for s in state]
+        calls.append((model.training, given, [s.data.copy() for s in new_state]))
+        return loss, new_state
+
+    return loss_fn
+
+
+def test_carry_state_passes_each_batch_the_detached_state_of_the_one_before(corpus):
+    model, optimizer, batches, _ = make_recurrent_run(corpus)
+    assert len(batches) == 6
+    calls = []
+    history = train(
+        model, optimizer, batches, 14, loss_fn=recording(calls), carry_state=True,
+        progress=False,
+    )  # fmt: skip
+    assert len(calls) == 14 and all(training for training, _, _ in calls)
+    for step, (_, given, _) in enumerate(calls):
+        if step % 6 == 0:  # the first batch of each pass over the data starts from zeros
+            assert given is None, step
+            continue
+        previous_final = calls[step - 1][2]
+        assert all((a == b).all() for (a, _), b in zip(given, previous_final))
+        assert not any(needs_grad for _, needs_grad in given)  # detached: TBPTT
+    assert all(np.isfinite(history.train_loss)) and all(g > 0 for g in history.grad_norm)
+
+
+def test_evaluation_carries_its_own_state_and_leaves_the_training_state_alone(corpus):
+    model, optimizer, batches, val = make_recurrent_run(corpus)
+    calls = []
+    history = train(
+        model, optimizer, batches, 5, loss_fn=recording(calls), carry_state=True,
+        val_batches=val, eval_every=2, progress=False,
+    )  # fmt: skip
+    training = [call for call in calls if call[0]]
+    evaluating = [call for call in calls if not call[0]]
+    assert len(training) == 5 and len(evaluating) == 3 * len(val)  # at steps 2, 4 and 5
+    for k in range(0, len(evaluating), len(val)):  # each evaluation starts from zeros...
+        assert evaluating[k][1] is None
+        for j in range(k + 1, k + len(val)):  # ...and carries its state through the stream
+            given, previous_final = evaluating[j][1], evaluating[j - 1][2]
+            assert all((a == b).all() for (a, _), b in zip(given, previous_final))
+    for step in (2, 4):  # the training batch after an evaluation continues the training state
+        given, previous_final = training[step][1], training[step - 1][2]
+        assert all((a == b).all() for (a, _), b in zip(given, previous_final))
+    assert history.val_loss[-1] == pytest.approx(evaluate(model, val, carry_state=True))
+
+
+def test_state_carrier_detaches_resets_and_round_trips_through_a_checkpoint(corpus, tmp_path):
+    model, _, batches, _ = make_recurrent_run(corpus, cell="gru")
+    carrier = StateCarrier()
+    x, y = next(iter(batches))
+    carrier(model, x, y)
+    assert isinstance(carrier.state, Tensor) and not carrier.state.requires_grad
+    path = save_checkpoint(tmp_path / "carrier.safetensors", state=carrier)
+    restored = StateCarrier()
+    load_checkpoint(path, state=restored)
+    assert (restored.state.data == carrier.state.data).all()
+    carrier.reset()
+    assert carrier.state is None
+
+
+def run_recurrent_with_checkpoints(corpus, steps, path, resume_from=None, seed=0):
+    model, optimizer, batches, val = make_recurrent_run(corpus, seed=seed)
+    history = train(
+        model, optimizer, batches, steps, carry_state=True, clip=1.0, val_batches=val,
+        eval_every=4, checkpoint=path, checkpoint_every=5, resume_from=resume_from,
+        progress=False,
+    )  # fmt: skip
+    return model, history
+
+
+def test_resuming_a_truncated_bptt_run_reproduces_it_exactly(corpus, tmp_path):
+    straight_model, straight = run_recurrent_with_checkpoints(
+        corpus, 16, tmp_path / "straight.safetensors"
+    )
+    path = tmp_path / "interrupted.safetensors"
+    run_recurrent_with_checkpoints(corpus, 8, path)  # stops inside the second pass
+    assert load_checkpoint(path).state["recurrent_state"]["state"] is not None
+    model, history = run_recurrent_with_checkpoints(corpus, 16, path, resume_from=path, seed=3)
+    assert history.train_loss == straight.train_loss  # bit for bit, the carried state too
+    assert history.val_loss == straight.val_loss
+    assert weights_equal(model.state_dict(), straight_model.state_dict())
 
 
 @pytest.mark.skipif(not backend.gpu_available(), reason="no GPU")

@@ -12,9 +12,11 @@ from lmcore.train.history import History
 from lmcore.train.loop import (
     EarlyStopping,
     NonFiniteLossError,
+    StateCarrier,
     default_loss,
     evaluate,
     evaluation_mode,
+    recurrent_loss,
     train,
 )
 
@@ -24,10 +26,12 @@ __all__ = [
     "EarlyStopping",
     "History",
     "NonFiniteLossError",
+    "StateCarrier",
     "default_loss",
     "evaluate",
     "evaluation_mode",
     "load_checkpoint",
+    "recurrent_loss",
     "save_checkpoint",
     "train",
 ]

@@ -15,6 +15,22 @@ Example:
     ...     eval_every=50, progress=False)
     >>> history.val_loss[-1] < history.val_loss[0]
     True
+
+A recurrent model reads :class:`~lmcore.data.batches.ContiguousBatches` with
+``carry_state=True``: each training batch starts from the state the batch before it ended
+with, detached (truncated backpropagation through time), and each evaluation carries a
+state of its own through the validation stream:
+
+    >>> from lmcore.data.batches import ContiguousBatches
+    >>> from lmcore.models.rnn import RNNLanguageModel
+    >>> model = RNNLanguageModel(vocab_size=7, embed_dim=4, hidden_size=16, cell="gru")
+    >>> history = train(
+    ...     model, optim.AdamW(model.parameters(), lr=1e-2),
+    ...     ContiguousBatches(tokens, block_size=10, batch_size=4), steps=30,
+    ...     carry_state=True, val_batches=ContiguousBatches(tokens, block_size=50, batch_size=2),
+    ...     eval_every=15, progress=False)
+    >>> history.val_loss[-1] < history.val_loss[0]
+    True
 """
 
 from __future__ import annotations
@@ -27,7 +43,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from lmcore.autograd import no_grad
+from lmcore import backend
+from lmcore.autograd import Tensor, no_grad
+from lmcore.models.rnn import detach_state
 from lmcore.optim import clip_grad_norm_
 from lmcore.train.checkpoint import load_checkpoint, save_checkpoint
 from lmcore.train.history import History
@@ -35,9 +53,11 @@ from lmcore.train.history import History
 __all__ = [
     "EarlyStopping",
     "NonFiniteLossError",
+    "StateCarrier",
     "default_loss",
     "evaluate",
     "evaluation_mode",
+    "recurrent_loss",
     "train",
 ]
 
@@ -56,6 +76,55 @@ def default_loss(model, x, y):
     return loss
 
 
+def recurrent_loss(model, x, y, state=None):
+    """The loss and the final state of a recurrent model that, like
+    :class:`~lmcore.models.rnn.RNNLanguageModel`, returns ``(logits, loss, state)`` from
+    ``model(x, y, state)``: the loss function of a run with ``carry_state=True``."""
+    _, loss, state = model(x, y, state)
+    return loss, state
+
+
+class StateCarrier:
+    """A loss function ``(model, x, y) -> loss`` that carries a recurrent model's state
+    from one call to the next: it calls ``loss_fn(model, x, y, state)``, which returns
+    ``(loss, new_state)``, and keeps ``new_state`` detached, so that the next call starts
+    where this one ended but backpropagates through its own batch only (truncated
+    backpropagation through time). ``reset()`` forgets the state (the next call starts
+    from zeros); ``state_dict()`` lets a checkpoint save it.
+
+    Example:
+        >>> import numpy as np
+        >>> from lmcore.models.rnn import RNNLanguageModel
+        >>> carrier = StateCarrier()
+        >>> model = RNNLanguageModel(vocab_size=5, embed_dim=3, hidden_size=4, cell="lstm")
+        >>> loss = carrier(model, np.zeros((2, 6), np.int64), np.ones((2, 6), np.int64))
+        >>> [s.shape for s in carrier.state], carrier.state[0].requires_grad
+        ([(1, 2, 4), (1, 2, 4)], False)
+    """
+
+    def __init__(self, loss_fn: Callable = recurrent_loss):
+        self.loss_fn, self.state = loss_fn, None
+
+    def __call__(self, model, x, y):
+        loss, state = self.loss_fn(model, x, y, self.state)
+        self.state = detach_state(state)
+        return loss
+
+    def reset(self) -> None:
+        self.state = None
+
+    def state_dict(self) -> dict:
+        return {"state": self.state}  # None, a tensor, or an LSTM's pair (h, c)
+
+    def load_state_dict(self, state: dict) -> None:
+        saved, xp = state["state"], backend.xp()
+        as_tensor = lambda array: Tensor(xp.asarray(array))
+        if isinstance(saved, (list, tuple)):
+            self.state = tuple(as_tensor(a) for a in saved)
+        else:
+            self.state = None if saved is None else as_tensor(saved)
+
+
 @contextlib.contextmanager
 def evaluation_mode(model):
     """Evaluation mode (dropout off) with no graph recorded; the model's mode is restored."""
@@ -68,18 +137,28 @@ def evaluation_mode(model):
         model.train(was_training)
 
 
-def evaluate(model, batches: Iterable, loss_fn: Callable = default_loss) -> float:
+def evaluate(
+    model, batches: Iterable, loss_fn: Callable | None = None, carry_state: bool = False
+) -> float:
     """Mean loss per target over all of ``batches`` (pairs ``(x, y)``): each batch's mean
     loss is weighted by its number of targets, ``y.size``, so the result is exact for
     batches of unequal size (e.g. :class:`~lmcore.data.batches.SequentialWindows`).
 
+    ``loss_fn(model, x, y)`` gives a batch's loss (default :func:`default_loss`). With
+    ``carry_state``, ``loss_fn(model, x, y, state)`` returns ``(loss, state)`` (default
+    :func:`recurrent_loss`) and a state of this evaluation's own, starting from zeros, is
+    carried from batch to batch, so a recurrent model reads
+    :class:`~lmcore.data.batches.ContiguousBatches` as unbroken streams.
+
     Example:
         ``val_loss = evaluate(model, SequentialWindows(val_tokens, context=8, batch_size=1024))``
     """
+    loss_fn = loss_fn or (recurrent_loss if carry_state else default_loss)
+    loss_of = StateCarrier(loss_fn) if carry_state else loss_fn
     total, count = 0.0, 0
     with evaluation_mode(model):
         for x, y in batches:
-            total += loss_fn(model, x, y).item() * y.size
+            total += loss_of(model, x, y).item() * y.size
             count += y.size
     if count == 0:
         raise ValueError("evaluate() got no batches: the validation set is empty")
@@ -137,7 +216,8 @@ def train(
     batches: Iterable,
     steps: int,
     *,
-    loss_fn: Callable = default_loss,
+    loss_fn: Callable | None = None,
+    carry_state: bool = False,
     scheduler=None,
     clip: float | None = None,
     val_batches: Iterable | None = None,
@@ -156,6 +236,14 @@ def train(
     backpropagates, clips the gradient norm to ``clip`` (if given), and steps the
     optimizer and the ``scheduler``. ``batches`` may be endless (``RandomBlocks``) or
     re-iterable (a list, ``ContiguousBatches``: read again, epoch after epoch).
+    ``loss_fn`` defaults to :func:`default_loss`.
+
+    ``carry_state=True`` is truncated backpropagation through time for a recurrent model
+    reading :class:`~lmcore.data.batches.ContiguousBatches`: ``loss_fn(model, x, y, state)``
+    returns ``(loss, state)`` (default :func:`recurrent_loss`), each training batch starts
+    from the previous batch's final state, detached (a :class:`StateCarrier`), and the
+    state starts from zeros at each pass over the data. Evaluation on ``val_batches``
+    carries a state of its own, from zeros, and leaves the training state alone.
 
     Every ``eval_every`` steps and at the end, the validation loss is measured, in
     evaluation mode with no graph: the mean loss over ``val_batches``, or ``eval_fn()``.
@@ -164,8 +252,8 @@ def train(
     when it runs all its steps).
 
     With ``checkpoint`` (a path), the model, optimizer, scheduler, batch source, history,
-    early-stopping state, RNG state and ``config`` are saved there every
-    ``checkpoint_every`` steps (default: at each evaluation) and at the end.
+    early-stopping state, carried recurrent state, RNG state and ``config`` are saved
+    there every ``checkpoint_every`` steps (default: at each evaluation) and at the end.
     ``resume_from`` loads such a file into freshly built objects and continues at its
     step, so 20 steps, a checkpoint and 20 more give the same losses as 40 steps (a
     batch source with no ``state_dict`` is advanced by drawing the batches already used).
@@ -180,13 +268,18 @@ def train(
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     history = History()
     stopper = EarlyStopping(patience) if patience is not None else None
+    loss_fn = loss_fn or (recurrent_loss if carry_state else default_loss)
+    carrier = StateCarrier(loss_fn) if carry_state else None  # the state between batches
     saved = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "history": history}
     saved |= {"early_stopping": stopper, "batches": _stateful(batches)}
+    saved["recurrent_state"] = carrier
     start = load_checkpoint(resume_from, **saved).step if resume_from is not None else 0
-    stream = _endless(batches, skip=0 if _stateful(batches) else start)
+    skip = 0 if _stateful(batches) else start
+    stream = _endless(batches, skip, on_new_pass=carrier.reset if carrier else None)
+    step_loss = carrier or loss_fn
     measure = eval_fn
     if val_batches is not None:
-        measure = lambda: evaluate(model, val_batches, loss_fn)
+        measure = lambda: evaluate(model, val_batches, loss_fn, carry_state)
     checkpoint_every = checkpoint_every or eval_every
     parameters = [p for p in model.parameters() if p.requires_grad]
     last_saved = Path(resume_from) if resume_from is not None else None  # last good file
@@ -195,7 +288,7 @@ def train(
     with tqdm(total=steps, initial=start, disable=not progress, unit="step") as bar:
         for step in range(start + 1, steps + 1):
             x, y = next(stream)
-            loss = loss_fn(model, x, y)
+            loss = step_loss(model, x, y)
             _check_finite("loss", loss.item(), step, last_saved)
             optimizer.zero_grad()
             loss.backward()
@@ -227,17 +320,20 @@ def _stateful(batches):
     return batches if hasattr(batches, "state_dict") else None
 
 
-def _endless(batches: Iterable, skip: int) -> Iterator:
+def _endless(batches: Iterable, skip: int, on_new_pass: Callable | None = None) -> Iterator:
     """The batches of ``batches``, read again from the start whenever it can be (epochs),
-    after drawing and dropping the first ``skip``."""
+    after drawing and dropping the first ``skip``; ``on_new_pass()`` is called before the
+    first batch of each pass is handed out (not for dropped ones)."""
     iterator = iter(batches)
     while True:
         produced = False
         for batch in iterator:
-            produced = True
+            first, produced = not produced, True
             if skip:
                 skip -= 1
                 continue
+            if first and on_new_pass is not None:
+                on_new_pass()
             yield batch
         if iterator is batches or not produced:
             raise ValueError(
