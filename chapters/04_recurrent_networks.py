@@ -69,8 +69,7 @@ from lmcore.nn.recurrent import RNN, RNNCell
 from lmcore.notebook import show
 from lmcore.recurrent import GRURecurrence, LSTMRecurrence, RNNRecurrence, rnn_layer
 from lmcore.tokenizers import CharTokenizer
-from lmcore.train import NonFiniteLossError, evaluate, train
-from lmcore.train import StateCarrier
+from lmcore.train import NonFiniteLossError, StateCarrier, evaluate, train
 
 PROFILE = config.profile()
 lmcore.notebook.setup()
