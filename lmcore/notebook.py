@@ -56,18 +56,31 @@ class Source:
         return f"<div class='lmcore-source'>{caption}{html}</div>"
 
 
-def show(obj, lines: slice | None = None) -> Source:
+def show(obj, lines: slice | None = None, between: tuple[str, str] | None = None) -> Source:
     """The source of a function, class or method of lmcore, for display in a notebook.
 
-    ``lines`` picks a slice of the source lines, to show only the part a section explains.
+    ``lines`` picks a slice of the source lines; ``between=(first, last)`` picks the lines
+    from the first one containing ``first`` to the next one containing ``last``, a choice
+    that survives edits elsewhere in the function.
 
     Example:
-        >>> src = show(show)
-        >>> "def show" in src.code
-        True
+        >>> show(setup, between=("import lmcore", "rcParams")).code
+        'import lmcore\\n\\nmpl.rcParams.update(\\n'
     """
     code = textwrap.dedent(inspect.getsource(obj))
+    source = code.splitlines()
+    if between is not None:
+        first, last = between
+        try:
+            start = next(i for i, line in enumerate(source) if first in line)
+            stop = next(i for i in range(start, len(source)) if last in source[i]) + 1
+        except StopIteration:
+            raise ValueError(
+                f"show(between={between!r}): no line of {obj.__qualname__} contains "
+                f"{first!r}, or none after it contains {last!r}"
+            ) from None
+        lines = slice(start, stop)
     if lines is not None:
-        code = "\n".join(code.splitlines()[lines]) + "\n"
+        code = textwrap.dedent("\n".join(source[lines]) + "\n")
     where = f"{obj.__module__}.{obj.__qualname__}" if hasattr(obj, "__qualname__") else ""
     return Source(code, title=where)
