@@ -388,12 +388,12 @@ assert gradient_norms["RNN, trained"][DISTANCES.index(50)] < 1e-8  # ...and 50 s
 # once with the gradient's norm clipped to 1 {cite}`pascanu2013`:
 #
 # $$
-# g \leftarrow g \cdot \min\left(1, \frac{\text{max\_norm}}{\lVert g \rVert}\right).
+# g \leftarrow g \cdot \min\left(1, \frac{c}{\lVert g \rVert}\right),
 # $$
 #
-# Clipping keeps the direction of the step and bounds its length, so a rare huge gradient
-# cannot throw the weights far away; `clip_grad_norm_` computes the norm over all parameters
-# together, as PyTorch's does:
+# where $c$ is the largest norm allowed (`max_norm`). Clipping keeps the direction of the step
+# and bounds its length, so a rare huge gradient cannot throw the weights far away;
+# `clip_grad_norm_` computes the norm over all parameters together, as PyTorch's does:
 
 # %%
 show(optim.clip_grad_norm_)
