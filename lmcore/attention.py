@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from lmcore import backend
+from lmcore import backend, cuda
 from lmcore.autograd import Function, Tensor
 from lmcore.rng import default_generator
 
@@ -77,11 +77,18 @@ class ScaledDotProductAttention(Function):
     tokens, keeping P is the faster choice; the CUDA chapter writes the other one.
     """
 
-    def __init__(self, allowed, additive, scale, dropout_p, generator):
+    def __init__(self, allowed, additive, scale, dropout_p, generator, causal=False,
+                 keep_weights=False):  # fmt: skip
         self.allowed, self.additive = allowed, additive  # (.., Tq, Tk) bool / float, or None
         self.scale, self.dropout_p, self.generator = scale, dropout_p, generator
+        # Only the causal mask (or none), no dropout: the CUDA kernels can take it.
+        self.plain = additive is None and dropout_p == 0 and (allowed is None or causal)
+        self.causal, self.keep_weights = causal, keep_weights
 
     def forward(self, q, k, v):
+        self.path = "generic"
+        if self.plain and cuda.wanted(q, k, v, contiguous=False):  # heads are strided views
+            return self._kernel_forward(q, k, v)
         xp = backend.get_array_module(q)
         scores = q @ k.swapaxes(-1, -2)  # (B, H, Tq, Tk)
         scores *= scores.dtype.type(self.scale)
@@ -107,7 +114,57 @@ class ScaledDotProductAttention(Function):
         self.q, self.k, self.v, self.probs, self.out = q, k, v, probs, out
         return out
 
+    def _kernel_forward(self, q, k, v):
+        """On the GPU: the flash kernels for long contexts (no (Tq, Tk) array at all), else
+        cuBLAS products around the fused scale-mask-softmax kernel."""
+        from lmcore.cuda import ops
+
+        self.q, self.k, self.v = q, k, v
+        lead, (tq, d), tk = q.shape[:-2], q.shape[-2:], k.shape[-2]
+        if (
+            tk >= cuda.FLASH_ATTENTION_MIN_KEYS
+            and d in ops.FLASH_HEAD_DIMS
+            and not self.keep_weights
+        ):
+            self.path = "flash"
+            xp = backend.get_array_module(q)
+            q, k, v = self.q, self.k, self.v = tuple(xp.ascontiguousarray(a) for a in (q, k, v))
+            flat = [a.reshape(-1, *a.shape[-2:]) for a in (q, k, v)]  # (BH, T, D)
+            out, self.lse = ops.flash_attention_forward(*flat, self.causal, self.scale)
+            self.out = out.reshape(*lead, tq, d)
+            return self.out
+        self.path = "softmax kernel"
+        scores = q @ k.swapaxes(-1, -2)  # (B, H, Tq, Tk)
+        self.probs = ops.attention_softmax_forward(scores, self.scale, self.causal, out=scores)
+        self.out = self.probs @ v
+        return self.out
+
+    def _kernel_backward(self, grad):
+        from lmcore.cuda import ops
+
+        q, k, v = self.q, self.k, self.v
+        grad = grad if grad.flags.c_contiguous else grad.copy()
+        if self.path == "flash":
+            flat = [a.reshape(-1, *a.shape[-2:]) for a in (q, k, v, self.out, grad)]
+            dq, dk, dv = ops.flash_attention_backward(
+                *flat[:3], flat[3], self.lse, flat[4], self.causal, self.scale
+            )
+            return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape)
+        need_q, need_k, need_v = self.needs_grad
+        grad_v = self.probs.swapaxes(-1, -2) @ grad if need_v else None  # (B, H, Tk, D)
+        if not (need_q or need_k):
+            return None, None, grad_v
+        grad_probs = grad @ v.swapaxes(-1, -2)  # (B, H, Tq, Tk)
+        grad_scores = ops.attention_softmax_backward(
+            self.probs, grad_probs, self.scale, self.causal, out=grad_probs
+        )
+        grad_q = grad_scores @ k if need_q else None
+        grad_k = grad_scores.swapaxes(-1, -2) @ q if need_k else None
+        return grad_q, grad_k, grad_v
+
     def backward(self, grad):  # grad: (B, H, Tq, D)
+        if self.path != "generic":
+            return self._kernel_backward(grad)
         q, k, v, probs = self.q, self.k, self.v, self.probs
         need_q, need_k, need_v = self.needs_grad
         dropout_scale = probs.dtype.type(1 / (1 - self.dropout_p))
@@ -198,13 +255,16 @@ def scaled_dot_product_attention(
                 f"attention mask must be boolean (True = may attend) or floating (added to "
                 f"the scores), got dtype {mask.dtype}"
             )
+    only_causal = causal and mask is None
     if causal:
         future_hidden = causal_mask(num_queries, num_keys, xp)
         allowed = future_hidden if allowed is None else allowed & future_hidden
     scale = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
     if dropout_p > 0 and generator is None:
         generator = default_generator(xp)
-    function = ScaledDotProductAttention(allowed, additive, scale, dropout_p, generator)
+    function = ScaledDotProductAttention(
+        allowed, additive, scale, dropout_p, generator, only_causal, return_weights
+    )
     out = function(query, key, value)
     if return_weights:
         return out, Tensor._make(function.probs, None, 0)

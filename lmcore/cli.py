@@ -4,6 +4,7 @@ Example:
     $ lmcore info
     $ lmcore bench tokenizer
     $ lmcore bench all --quick
+    $ lmcore bench gpu --write results.json
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def _bench(args) -> int:
     names = list(BENCHMARKS) if args.name == "all" else [args.name]
     print(f"# {machine()}; {backend.describe()}\n")
     for name in names:
-        importlib.import_module(BENCHMARKS[name]).run(quick=args.quick)
+        options = {"write": args.write} if name == "gpu" and args.write else {}
+        importlib.import_module(BENCHMARKS[name]).run(quick=args.quick, **options)
     return 0
 
 
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="run a benchmark side by side with its reference")
     bench.add_argument("name", choices=[*BENCHMARKS, "all"])
     bench.add_argument("--quick", action="store_true", help="a small run, for a smoke test")
+    bench.add_argument("--write", metavar="JSON", help="gpu: also write the results to this file")
     bench.set_defaults(fn=_bench)
     args = parser.parse_args(argv)
     return args.fn(args)

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from lmcore import backend
+from lmcore import backend, cuda
 from lmcore.autograd import Function, Tensor, as_array
 from lmcore.rng import default_generator
 
@@ -435,18 +435,19 @@ def permute(input, dims) -> Tensor:
 def _scatter_add_rows(xp, num_rows: int, index, values):
     """``out[index[i]] += values[i]`` for a 1-D integer ``index`` and (N, D) ``values``.
 
-    On the CPU NumPy's ``add.at`` is slow on rows, so small tables use a one-hot
-    matrix product (V, N) @ (N, D), and large ones ``add.at`` on flat indices.
+    Small tables use a one-hot matrix product (V, N) @ (N, D): NumPy's ``add.at`` is slow
+    on rows, and on a GPU atomic adds into a few rows wait on each other. Large tables use
+    ``add.at`` (on flat indices on the CPU).
     """
     n, d = values.shape
+    if num_rows <= 128:  # also on a GPU: atomic adds into few rows collide
+        one_hot = xp.zeros((num_rows, n), dtype=values.dtype)
+        one_hot[index, xp.arange(n)] = 1
+        return one_hot @ values
     if xp is not np:
         out = xp.zeros((num_rows, d), dtype=values.dtype)
         xp.add.at(out, index, values)
         return out
-    if num_rows <= 128:
-        one_hot = np.zeros((num_rows, n), dtype=values.dtype)
-        one_hot[index, np.arange(n)] = 1
-        return one_hot @ values
     out = np.zeros(num_rows * d, dtype=values.dtype)
     np.add.at(out, (index[:, None] * d + np.arange(d)).ravel(), values.ravel())
     return out.reshape(num_rows, d)
@@ -679,6 +680,11 @@ class GELU(Function):
     """
 
     def forward(self, x):
+        if cuda.wanted(x):  # the CUDA kernel: one pass, nothing kept but x
+            from lmcore.cuda import ops
+
+            self.x, self.s = x, None
+            return ops.gelu_forward(x)
         xp = backend.get_array_module(x)
         s = xp.multiply(x, x, out=xp.empty_like(x))  # out=: stays an array when 0-d
         s *= _GELU_C * _GELU_K
@@ -698,6 +704,10 @@ class GELU(Function):
         return x * s
 
     def backward(self, grad):
+        if self.s is None:
+            from lmcore.cuda import ops
+
+            return ops.gelu_backward(self.x, grad if grad.flags.c_contiguous else grad.copy())
         xp = backend.get_array_module(grad)
         x, s = self.x, self.s
         slope = xp.multiply(x, x, out=xp.empty_like(x))
@@ -750,6 +760,12 @@ class Softmax(Function):
         self.dim = dim
 
     def forward(self, x):
+        self.kernel = self.dim in (-1, x.ndim - 1) and x.ndim > 0 and cuda.wanted(x)
+        if self.kernel:
+            from lmcore.cuda import ops
+
+            self.y = ops.softmax_forward(x)
+            return self.y
         xp = backend.get_array_module(x)
         y = xp.exp(x - x.max(axis=self.dim, keepdims=True))  # max subtracted: no overflow
         y /= y.sum(axis=self.dim, keepdims=True)
@@ -758,6 +774,10 @@ class Softmax(Function):
 
     def backward(self, grad):
         y = self.y
+        if self.kernel and cuda.wanted(grad):
+            from lmcore.cuda import ops
+
+            return ops.softmax_backward(y, grad)
         return y * (grad - (grad * y).sum(axis=self.dim, keepdims=True))
 
 
@@ -901,6 +921,17 @@ class CrossEntropy(Function):
                 f"cross_entropy targets must lie in [0, {num_classes}) or equal ignore_index="
                 f"{self.ignore_index}; found {targets[bad][:5].tolist()}"
             )
+        self.logits_shape = logits.shape
+        self.count = xp.maximum(valid.sum(), 1).astype(logits.dtype)
+        self.kernel = cuda.wanted(x)
+        if self.kernel:  # the fused CUDA kernel: no (N, C) array is written here
+            from lmcore.cuda import ops
+
+            loss, self.lse = ops.cross_entropy_forward(
+                x, targets, self.ignore_index, self.smoothing
+            )
+            self.x, self.flat_targets, self.valid = x, targets, valid
+            return self._reduce(xp, loss, valid, logits.dtype)
         rows = xp.arange(x.shape[0])
         # log p_c = x_c - logsumexp(x); the loss needs it only at the target and, for
         # label smoothing, summed over classes, so the (N, C) log-probs are never kept.
@@ -914,17 +945,29 @@ class CrossEntropy(Function):
         loss = xp.where(valid, loss, 0).astype(logits.dtype)
         probs /= total
         self.probs, self.rows, self.safe_targets, self.valid = probs, rows, safe_targets, valid
-        self.logits_shape = logits.shape
+        return self._reduce(xp, loss, valid, logits.dtype)
+
+    def _reduce(self, xp, loss, valid, dtype):
         # The count of counted targets stays an array: no wait for the GPU here.
-        self.count = xp.maximum(valid.sum(), 1).astype(logits.dtype)
         if self.reduction == "none":
             return loss.reshape(self.targets.shape)
         if self.reduction == "sum":
             return loss.sum()
-        return xp.where(valid.any(), loss.sum() / self.count, xp.nan).astype(logits.dtype)
+        return xp.where(valid.any(), loss.sum() / self.count, xp.nan).astype(dtype)
 
     def backward(self, grad):
         xp = backend.get_array_module(grad)
+        if self.kernel:
+            from lmcore.cuda import ops
+
+            # Each row's weight: grad per row ("none"), grad ("sum"), grad / count ("mean").
+            weight = grad.reshape(-1) if self.reduction == "none" else grad
+            if self.reduction == "mean":
+                weight = grad / self.count
+            grad_x = ops.cross_entropy_backward(
+                self.x, self.flat_targets, self.lse, weight, self.ignore_index, self.smoothing
+            )
+            return grad_x.reshape(self.logits_shape)
         if self.reduction == "none":
             weight = grad.reshape(-1)  # (N,)
         elif self.reduction == "sum":
@@ -994,6 +1037,15 @@ class LayerNorm(Function):
         self.shape = x.shape
         size = math.prod(x.shape[x.ndim - self.num_dims :])
         x = x.reshape(-1, size)  # (N, D)
+        self.kernel = cuda.wanted(x, *params)
+        if self.kernel:  # the CUDA kernel keeps x, mean and rstd; x_hat is recomputed
+            from lmcore.cuda import ops
+
+            weight = params[0].reshape(-1) if self.has_weight else None
+            bias = params[-1].reshape(-1) if self.has_bias else None
+            y, self.mean, self.rstd = ops.layer_norm_forward(x, weight, bias, self.eps)
+            self.x, self.weight = x, weight
+            return y.reshape(self.shape)
         self.mean_vector = xp.full(size, 1 / size, dtype=x.dtype)  # x @ it: row means
         x_hat = x - (x @ self.mean_vector)[:, None]  # centred
         variance = xp.einsum("nd,nd->n", x_hat, x_hat) / x.dtype.type(size)  # biased, as PyTorch
@@ -1008,6 +1060,8 @@ class LayerNorm(Function):
 
     def backward(self, grad):
         xp = backend.get_array_module(grad)
+        if self.kernel:
+            return self._kernel_backward(grad)
         x_hat, rstd, mean_vector = self.x_hat, self.rstd, self.mean_vector
         grad = grad.reshape(x_hat.shape)  # (N, D)
         grad_x_hat = grad * self.weight if self.has_weight else grad
@@ -1027,6 +1081,25 @@ class LayerNorm(Function):
         if self.has_bias:
             grad_b = _sum_rows(grad).reshape(normalized_shape) if self.needs_grad[-1] else None
             grads += (grad_b,)
+        return grads
+
+    def _kernel_backward(self, grad):
+        from lmcore.cuda import ops
+
+        grad = grad.reshape(self.x.shape)
+        if not grad.flags.c_contiguous:
+            grad = grad.copy()
+        need_w = self.has_weight and self.needs_grad[1]
+        need_b = self.has_bias and self.needs_grad[-1]
+        dx, dw, db = ops.layer_norm_backward(
+            grad, self.x, self.weight, self.mean, self.rstd, self.needs_grad[0], need_w, need_b
+        )
+        normalized_shape = self.shape[len(self.shape) - self.num_dims :]
+        grads = (None if dx is None else dx.reshape(self.shape),)
+        if self.has_weight:
+            grads += (None if dw is None else dw.reshape(normalized_shape),)
+        if self.has_bias:
+            grads += (None if db is None else db.reshape(normalized_shape),)
         return grads
 
 

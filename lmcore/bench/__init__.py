@@ -13,4 +13,5 @@ BENCHMARKS = {
     "lstm": "lmcore.bench.lstm",
     "training": "lmcore.bench.training",
     "gpt": "lmcore.bench.gpt",
+    "gpu": "lmcore.bench.gpu",
 }

@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from lmcore import backend
+from lmcore import backend, cuda
 from lmcore.autograd import Tensor
 from lmcore.nn.module import Module, Parameter
 
@@ -287,6 +287,37 @@ class AdamW(Adam):
         if group["weight_decay"]:
             param.data *= 1 - group["lr"] * group["weight_decay"]
         return grad
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient; on the GPU, all of them in one
+        kernel launch (:func:`lmcore.cuda.ops.adamw_multi_tensor`)."""
+        work = [(p, g) for g in self.param_groups for p in g["params"] if p.grad is not None]
+        if not work or not cuda.wanted(*(a for p, _ in work for a in (p.data, p.grad))):
+            return super().step()
+        from lmcore.cuda import ops
+
+        by_step: dict[tuple, list] = {}  # tensors that share a step count and betas/eps
+        for param, group in work:
+            state = self.state.setdefault(param, {})
+            if not state:
+                xp = backend.get_array_module(param.data)
+                state["step"] = 0
+                state["exp_avg"] = xp.zeros_like(param.data)
+                state["exp_avg_sq"] = xp.zeros_like(param.data)
+            state["step"] += 1
+            key = (state["step"], tuple(group["betas"]), group["eps"])
+            by_step.setdefault(key, []).append(
+                (
+                    param.data,
+                    param.grad,
+                    state["exp_avg"],
+                    state["exp_avg_sq"],
+                    group["lr"],
+                    group["weight_decay"],
+                )  # fmt: skip
+            )
+        for (step, betas, eps), tensors in by_step.items():
+            ops.adamw_multi_tensor(tensors, step, betas, eps)
 
 
 def weight_decay_groups(model, weight_decay: float) -> list[dict]:

@@ -1,0 +1,66 @@
+// AdamW (decoupled weight decay), the update of torch.optim.AdamW, float32:
+//
+//   p = p (1 - lr wd)
+//   m = b1 m + (1 - b1) g,   v = b2 v + (1 - b2) g^2
+//   p = p - lr / c1 * m / (sqrt(v) / sqrt(c2) + eps),   c1 = 1 - b1^t, c2 = 1 - b2^t
+//
+// Reference: lmcore.cuda.reference.adamw (NumPy, float64).
+// Versions:
+//   v1  one launch per parameter tensor, every step of the update in one kernel (the
+//       generic path takes about ten array operations, each a launch and a pass over memory)
+//   v2  ONE launch for all the tensors of a model ("multi-tensor apply"): a table of
+//       pointers, and a list of chunks that says which tensor and which elements each
+//       block updates. A GPT has a hundred-odd small tensors: launches, not bytes, were
+//       the cost.
+// Each element moves 28 bytes (p, g, m, v read; p, m, v written).
+
+__device__ __forceinline__ void adamw_element(float& p, float g, float& m, float& v, float lr,
+                                              float decay, float beta1, float beta2, float eps,
+                                              float step_size, float inv_sqrt_c2) {
+    p *= 1.0f - lr * decay;
+    m = beta1 * m + (1.0f - beta1) * g;
+    v = beta2 * v + (1.0f - beta2) * g * g;
+    p -= step_size * m / (sqrtf(v) * inv_sqrt_c2 + eps);
+}
+
+// step_size = lr / c1.
+extern "C" __global__ void adamw_v1(float* __restrict__ p, const float* __restrict__ g,
+                                    float* __restrict__ m, float* __restrict__ v, long long n,
+                                    float lr, float decay, float beta1, float beta2, float eps,
+                                    float step_size, float inv_sqrt_c2) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        float pi = p[i], mi = m[i], vi = v[i];
+        adamw_element(pi, g[i], mi, vi, lr, decay, beta1, beta2, eps, step_size, inv_sqrt_c2);
+        p[i] = pi;
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+// tables: pointers[4 * k + 0..3] = p, g, m, v of tensor k; sizes[k] its element count;
+// hyper[2 * k + 0..1] = lr, weight decay of tensor k (groups may differ). Block b updates
+// elements [chunk_start[b], chunk_start[b] + chunk_size) of tensor chunk_tensor[b].
+extern "C" __global__ void adamw_v2(const unsigned long long* __restrict__ pointers,
+                                    const long long* __restrict__ sizes,
+                                    const float* __restrict__ hyper,
+                                    const int* __restrict__ chunk_tensor,
+                                    const long long* __restrict__ chunk_start, int chunk_size,
+                                    float beta1, float beta2, float eps, float inv_c1,
+                                    float inv_sqrt_c2) {
+    int k = chunk_tensor[blockIdx.x];
+    float* p = reinterpret_cast<float*>(pointers[4 * k + 0]);
+    const float* g = reinterpret_cast<const float*>(pointers[4 * k + 1]);
+    float* m = reinterpret_cast<float*>(pointers[4 * k + 2]);
+    float* v = reinterpret_cast<float*>(pointers[4 * k + 3]);
+    float lr = hyper[2 * k], decay = hyper[2 * k + 1];
+    long long start = chunk_start[blockIdx.x];
+    long long stop = min(sizes[k], start + chunk_size);
+    for (long long i = start + threadIdx.x; i < stop; i += blockDim.x) {
+        float pi = p[i], mi = m[i], vi = v[i];
+        adamw_element(pi, g[i], mi, vi, lr, decay, beta1, beta2, eps, lr * inv_c1, inv_sqrt_c2);
+        p[i] = pi;
+        m[i] = mi;
+        v[i] = vi;
+    }
+}

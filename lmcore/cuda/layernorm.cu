@@ -1,0 +1,140 @@
+// LayerNorm over the last axis of a (rows, cols) float32 array, forward and backward,
+// and the residual-add + LayerNorm fusion of a pre-norm Transformer block.
+//
+//   mean = sum_j x_j / C,  rstd = 1 / sqrt(sum_j (x_j - mean)^2 / C + eps)
+//   x_hat = (x - mean) rstd,  y = x_hat w + b
+//   backward, g = dy w:  dx = rstd (g - mean(g) - x_hat mean(g x_hat))
+//                        dw = sum over rows of dy x_hat,  db = sum over rows of dy
+//
+// The forward saves mean and rstd (two floats a row), not x_hat: the backward recomputes
+// x_hat from x, which costs arithmetic but no extra (rows, cols) array.
+// Reference: lmcore.cuda.reference.layer_norm / layer_norm_backward (NumPy, float64).
+// Versions:
+//   v1  one thread per row: uncoalesced, as softmax v1
+//   v2  one warp per row, sums by warp shuffles, the row re-read from cache
+//   residual_layernorm_forward  v2 that first adds the residual branch and writes the
+//       sum: one pass over memory instead of two (the add, then the norm)
+// w and b may be null (no affine weight or no bias).
+#include "common.cuh"
+
+extern "C" __global__ void layernorm_forward_v1(const float* __restrict__ x,
+                                                const float* __restrict__ w,
+                                                const float* __restrict__ b,
+                                                float* __restrict__ y, float* __restrict__ mean,
+                                                float* __restrict__ rstd, int rows, int cols,
+                                                float eps) {
+    int row = blockIdx.x * blockDim.x + threadIdx.x;
+    if (row >= rows) return;
+    const float* xr = x + (long long)row * cols;
+    float* yr = y + (long long)row * cols;
+    float m = 0.0f;
+    for (int j = 0; j < cols; j++) m += xr[j];
+    m /= cols;
+    float v = 0.0f;
+    for (int j = 0; j < cols; j++) v += (xr[j] - m) * (xr[j] - m);
+    float r = rsqrtf(v / cols + eps);
+    for (int j = 0; j < cols; j++) {
+        float h = (xr[j] - m) * r;
+        yr[j] = (w ? h * w[j] : h) + (b ? b[j] : 0.0f);
+    }
+    mean[row] = m;
+    rstd[row] = r;
+}
+
+__device__ __forceinline__ void layernorm_row_warp(const float* xr, const float* w, const float* b,
+                                                   float* yr, float* mean, float* rstd, int row,
+                                                   int cols, float eps, int lane) {
+    float m = 0.0f;
+    for (int j = lane; j < cols; j += 32) m += xr[j];
+    m = warp_sum(m) / cols;
+    float v = 0.0f;
+    for (int j = lane; j < cols; j += 32) v += (xr[j] - m) * (xr[j] - m);
+    float r = rsqrtf(warp_sum(v) / cols + eps);
+    for (int j = lane; j < cols; j += 32) {
+        float h = (xr[j] - m) * r;
+        yr[j] = (w ? h * w[j] : h) + (b ? b[j] : 0.0f);
+    }
+    if (lane == 0) {
+        mean[row] = m;
+        rstd[row] = r;
+    }
+}
+
+extern "C" __global__ void layernorm_forward_v2(const float* __restrict__ x,
+                                                const float* __restrict__ w,
+                                                const float* __restrict__ b,
+                                                float* __restrict__ y, float* __restrict__ mean,
+                                                float* __restrict__ rstd, int rows, int cols,
+                                                float eps) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= rows) return;
+    long long base = (long long)row * cols;
+    layernorm_row_warp(x + base, w, b, y + base, mean, rstd, row, cols, eps, threadIdx.x % 32);
+}
+
+// sum = a + r (the residual stream after a branch), y = LayerNorm(sum); one warp per row.
+extern "C" __global__ void residual_layernorm_forward(const float* __restrict__ a,
+                                                      const float* __restrict__ r,
+                                                      float* sum, const float* __restrict__ w,
+                                                      const float* __restrict__ b,
+                                                      float* __restrict__ y,
+                                                      float* __restrict__ mean,
+                                                      float* __restrict__ rstd, int rows,
+                                                      int cols, float eps) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    long long base = (long long)row * cols;
+    for (int j = lane; j < cols; j += 32) sum[base + j] = a[base + j] + r[base + j];
+    __syncwarp();  // each lane re-reads only what it wrote, but keep the warp together
+    layernorm_row_warp(sum + base, w, b, y + base, mean, rstd, row, cols, eps, lane);
+}
+
+// dx for each row, one warp per row.
+extern "C" __global__ void layernorm_backward_input(const float* __restrict__ dy,
+                                                    const float* __restrict__ x,
+                                                    const float* __restrict__ w,
+                                                    const float* __restrict__ mean,
+                                                    const float* __restrict__ rstd,
+                                                    float* __restrict__ dx, int rows, int cols) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    long long base = (long long)row * cols;
+    float m = mean[row], r = rstd[row];
+    float sum_g = 0.0f, sum_gh = 0.0f;
+    for (int j = lane; j < cols; j += 32) {
+        float g = w ? dy[base + j] * w[j] : dy[base + j];
+        sum_g += g;
+        sum_gh += g * (x[base + j] - m) * r;
+    }
+    float mean_g = warp_sum(sum_g) / cols, mean_gh = warp_sum(sum_gh) / cols;
+    for (int j = lane; j < cols; j += 32) {
+        float g = w ? dy[base + j] * w[j] : dy[base + j];
+        float h = (x[base + j] - m) * r;
+        dx[base + j] = r * (g - mean_g - h * mean_gh);
+    }
+}
+
+// Partial sums of dw and db: block (bx, by) sums columns [bx * blockDim.x, ...) over the
+// rows of chunk by; neighbouring threads take neighbouring columns (coalesced). The
+// (chunks, cols) partials are then summed over chunks. dw_partial or db_partial may be
+// null when that gradient is not needed.
+extern "C" __global__ void layernorm_backward_params(const float* __restrict__ dy,
+                                                     const float* __restrict__ x,
+                                                     const float* __restrict__ mean,
+                                                     const float* __restrict__ rstd,
+                                                     float* __restrict__ dw_partial,
+                                                     float* __restrict__ db_partial, int rows,
+                                                     int cols, int rows_per_chunk) {
+    int col = blockIdx.x * blockDim.x + threadIdx.x;
+    if (col >= cols) return;
+    int start = blockIdx.y * rows_per_chunk, stop = min(rows, start + rows_per_chunk);
+    float dw = 0.0f, db = 0.0f;
+    for (int row = start; row < stop; row++) {
+        long long i = (long long)row * cols + col;
+        float g = dy[i];
+        dw += g * (x[i] - mean[row]) * rstd[row];
+        db += g;
+    }
+    if (dw_partial) dw_partial[(long long)blockIdx.y * cols + col] = dw;
+    if (db_partial) db_partial[(long long)blockIdx.y * cols + col] = db;
+}
