@@ -106,6 +106,7 @@ def cp_rng():
 
 
 SIZES = [(1, 1), (3, 7), (33, 65), (257, 129), (64, 1000), (5, 4099)]
+ROW_SIZES = [(1, 4), (9, 128), (33, 380), (65, 384), (7, 768), (70, 1024), (3, 2048)]  # v4 and v3
 
 
 @gpu
@@ -122,8 +123,8 @@ def test_gelu(shape, version, cp_rng):
 
 
 @gpu
-@pytest.mark.parametrize("version", [1, 2, 3])
-@pytest.mark.parametrize("shape", SIZES)
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("shape", SIZES + ROW_SIZES)
 def test_softmax(shape, version, cp_rng):
     from lmcore.cuda import ops
 
@@ -139,25 +140,29 @@ def test_softmax(shape, version, cp_rng):
 
 
 @gpu
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("tq, tk", [(1, 1), (5, 5), (7, 19), (64, 64), (100, 257)])
-def test_attention_softmax(tq, tk, causal, cp_rng):
+@pytest.mark.parametrize(
+    "tq, tk",
+    [(1, 1), (5, 5), (7, 19), (64, 64), (100, 257), (1, 4), (12, 128), (100, 256), (3, 1024)],
+)
+def test_attention_softmax(tq, tk, causal, version, cp_rng):
     from lmcore.cuda import ops
 
     s = cp_rng.standard_normal((2, 3, tq, tk), dtype="float32") * 4
     g = cp_rng.standard_normal((2, 3, tq, tk), dtype="float32")
     with poisoned_allocations():
-        p = ops.attention_softmax_forward(s, 0.3, causal)
+        p = ops.attention_softmax_forward(s, 0.3, causal, version=version)
         ref = reference.softmax(s.get(), 0.3, causal)
         close(p, ref)
-        close(ops.attention_softmax_backward(p, g, 0.3, causal),
+        close(ops.attention_softmax_backward(p, g, 0.3, causal, version=version),
               reference.softmax_backward(ref, g.get(), 0.3))  # fmt: skip
 
 
 @gpu
 @pytest.mark.parametrize("affine", [True, False])
-@pytest.mark.parametrize("version", [1, 2])
-@pytest.mark.parametrize("shape", SIZES)
+@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("shape", SIZES + ROW_SIZES)
 def test_layer_norm(shape, version, affine, cp_rng):
     from lmcore.cuda import ops
 
@@ -172,7 +177,8 @@ def test_layer_norm(shape, version, affine, cp_rng):
         close(y, ref_y)
         close(mean, ref_mean, 1e-5)
         close(rstd, ref_rstd, 1e-4)
-        dx, dw, db = ops.layer_norm_backward(dy, x, w, mean, rstd, True, affine, affine)
+        backward = 1 if version == 1 else 2  # the two backward versions
+        dx, dw, db = ops.layer_norm_backward(dy, x, w, mean, rstd, True, affine, affine, backward)
         ref_dx, ref_dw, ref_db = reference.layer_norm_backward(host[0], host[1], host[3])
         # dx is rstd times a difference of terms of size |dy w|: float32 rounding is
         # relative to rstd |dy w| (large when the row is constant: rstd = 1 / sqrt(eps)).
@@ -197,9 +203,10 @@ def test_residual_layer_norm(shape, cp_rng):
 
 
 @gpu
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("shape", [(1, 2), (7, 65), (33, 1000), (4, 50257)])
-def test_cross_entropy(shape, smoothing, cp_rng):
+def test_cross_entropy(shape, smoothing, version, cp_rng):
     import cupy as cp
 
     from lmcore.cuda import ops
@@ -209,7 +216,7 @@ def test_cross_entropy(shape, smoothing, cp_rng):
     targets[0] = -100  # ignored
     weight = cp_rng.random(shape[0], dtype="float32")
     with poisoned_allocations():
-        losses, lse = ops.cross_entropy_forward(logits, targets, -100, smoothing)
+        losses, lse = ops.cross_entropy_forward(logits, targets, -100, smoothing, version)
         close(losses, reference.cross_entropy(logits.get(), targets.get(), -100, smoothing))
         grad = ops.cross_entropy_backward(logits, targets, lse, weight, -100, smoothing)
         ref = reference.cross_entropy_backward(logits.get(), targets.get(), weight.get(), -100,
@@ -218,10 +225,11 @@ def test_cross_entropy(shape, smoothing, cp_rng):
 
 
 @gpu
-def test_adamw_versions_match_the_reference(cp_rng):
+@pytest.mark.parametrize("version", [2, 3])
+def test_adamw_versions_match_the_reference(version, cp_rng):
     from lmcore.cuda import ops
 
-    sizes = [1, 3, 1000, 16384, 40001]
+    sizes = [1, 3, 1000, 16384, 40001, 16387]
     tensors = [[cp_rng.standard_normal(n, dtype="float32") for _ in range(4)] for n in sizes]
     for t in tensors:
         t[3] = abs(t[3])
@@ -229,7 +237,7 @@ def test_adamw_versions_match_the_reference(cp_rng):
         reference.adamw(*(a.get() for a in t), 4, 1e-2, (0.9, 0.95), 1e-8, 0.1) for t in tensors
     ]
     copies = [[a.copy() for a in t] for t in tensors]
-    ops.adamw_multi_tensor([(*t, 1e-2, 0.1) for t in tensors], 4, (0.9, 0.95), 1e-8)
+    ops.adamw_multi_tensor([(*t, 1e-2, 0.1) for t in tensors], 4, (0.9, 0.95), 1e-8, version)
     for t in copies:
         ops.adamw_tensor(*t, 4, 1e-2, (0.9, 0.95), 1e-8, 0.1)
     for t, c, (p, m, v) in zip(tensors, copies, refs):

@@ -217,7 +217,8 @@ def _kernel_rows(quick: bool, ceilings: dict) -> list[dict]:
     add("softmax", "forward", "cupy", "CuPy generic: max, subtract, exp, sum, divide", shape,
         generic(lambda: F.softmax(Tensor(x), dim=-1)), 8 * x.size, None)  # fmt: skip
     labels = {1: "one thread per row", 2: "one block per row, shared-memory tree",
-              3: "one warp per row, online softmax, shuffles"}  # fmt: skip
+              3: "one warp per row, online softmax, shuffles",
+              4: "one warp per row held in registers, float4"}  # fmt: skip
     for v, label in labels.items():
         err = _rel_error(ops.softmax_forward(x, v)[ref_rows], ref)
         add("softmax", "forward", f"v{v}", label, shape,
@@ -233,7 +234,9 @@ def _kernel_rows(quick: bool, ceilings: dict) -> list[dict]:
     add("layernorm", "forward", "cupy", "CuPy generic (lmcore's NumPy code on CuPy)", shape,
         generic(lambda: F.layer_norm(Tensor(x), (shape[1],), Tensor(w), Tensor(b))),
         8 * x.size, None)  # fmt: skip
-    for v, label in ((1, "one thread per row"), (2, "one warp per row, shuffles")):
+    labels = {1: "one thread per row", 2: "one warp per row, shuffles",
+              3: "one warp per row held in registers, float4"}  # fmt: skip
+    for v, label in labels.items():
         err = _rel_error(ops.layer_norm_forward(x, w, b, 1e-5, v)[0][ref_rows], ref)
         add("layernorm", "forward", f"v{v}", label, shape,
             _time_ms(lambda v=v: ops.layer_norm_forward(x, w, b, 1e-5, v)), 8 * x.size, err)  # fmt: skip
@@ -247,9 +250,25 @@ def _kernel_rows(quick: bool, ceilings: dict) -> list[dict]:
     dy = g.standard_normal(shape, dtype=cp.float32)
     _, mean, rstd = ops.layer_norm_forward(x, w, b, 1e-5)
     dx_ref = reference.layer_norm_backward(x[ref_rows].get(), w.get(), dy[ref_rows].get())[0]
-    err = _rel_error(ops.layer_norm_backward(dy, x, w, mean, rstd)[0][ref_rows], dx_ref)
-    add("layernorm", "backward", "v1", "warp per row for dx, column partial sums for dw, db",
-        shape, _time_ms(lambda: ops.layer_norm_backward(dy, x, w, mean, rstd)), 12 * x.size, err)  # fmt: skip
+    labels = {1: "warp per row for dx, column partial sums for dw, db",
+              2: "one pass: rows in registers, dw, db summed per warp"}  # fmt: skip
+    for v, label in labels.items():
+        err = _rel_error(
+            ops.layer_norm_backward(dy, x, w, mean, rstd, version=v)[0][ref_rows], dx_ref
+        )
+        add("layernorm", "backward", f"v{v}", label, shape,
+            _time_ms(lambda v=v: ops.layer_norm_backward(dy, x, w, mean, rstd, version=v)),
+            12 * x.size, err)  # fmt: skip
+
+    # The attention weights of the training shape: scale, causal mask and softmax fused.
+    shape = (16, 6, 256, 256) if quick else (64, 6, 256, 256)
+    s = g.standard_normal(shape, dtype=cp.float32)
+    ref = reference.softmax(s[0, 0].get(), 0.125, causal=True)
+    for v, label in ((1, "online softmax, one warp per row"), (2, "row in registers, float4")):
+        err = _rel_error(ops.attention_softmax_forward(s, 0.125, True, version=v)[0, 0], ref)
+        add("attention_softmax", "forward", f"v{v}", label, shape,
+            _time_ms(lambda v=v: ops.attention_softmax_forward(s, 0.125, True, version=v)),
+            8 * s.size, err)  # fmt: skip
 
     # Cross-entropy over GPT-2's vocabulary: reads the logits once forward, read + write back.
     shape = (1024, 50257) if quick else (8192, 50257)
@@ -259,14 +278,18 @@ def _kernel_rows(quick: bool, ceilings: dict) -> list[dict]:
     add("cross_entropy", "forward", "cupy", "CuPy generic (max, exp, sum, log, gather)", shape,
         generic(lambda: F.cross_entropy(Tensor(logits), targets, reduction="none")),
         4 * logits.size, None)  # fmt: skip
-    err = _rel_error(ops.cross_entropy_forward(logits, targets)[0][:64], ref)
-    add("cross_entropy", "forward", "fused", "one pass, online softmax, lse kept", shape,
-        _time_ms(lambda: ops.cross_entropy_forward(logits, targets)), 4 * logits.size, err)  # fmt: skip
+    labels = {1: "one pass, online softmax (merge: two exps an element), lse kept",
+              2: "one pass, online softmax (one exp an element), lse kept"}  # fmt: skip
+    for v, label in labels.items():
+        err = _rel_error(ops.cross_entropy_forward(logits, targets, version=v)[0][:64], ref)
+        add("cross_entropy", "forward", f"v{v}", label, shape,
+            _time_ms(lambda v=v: ops.cross_entropy_forward(logits, targets, version=v)),
+            4 * logits.size, err)  # fmt: skip
     _, lse = ops.cross_entropy_forward(logits, targets)
     weight = cp.full(1, 1 / shape[0], cp.float32)
     ref = reference.cross_entropy_backward(logits[:64].get(), targets[:64].get(), 1 / shape[0])
     err = _rel_error(ops.cross_entropy_backward(logits, targets, lse, weight)[:64], ref)
-    add("cross_entropy", "backward", "fused", "exp(x - lse) - onehot, written once", shape,
+    add("cross_entropy", "backward", "v1", "exp(x - lse) - onehot, written once", shape,
         _time_ms(lambda: ops.cross_entropy_backward(logits, targets, lse, weight)),
         8 * logits.size, err)  # fmt: skip
 
@@ -304,8 +327,11 @@ def _adamw_rows(quick: bool, add) -> list:
 
     add("adamw", "step", "v1", "one launch per tensor", shape, _time_ms(per_tensor, repeat=10),
         28 * n, None)  # fmt: skip
-    add("adamw", "step", "v2", "one launch for all tensors", shape, _time_ms(opt.step, repeat=10),
-        28 * n, None)  # fmt: skip
+    tensors = [(p.data, p.grad, s["exp_avg"], s["exp_avg_sq"], 1e-3, 0.1) for p, s in states]
+    for v, label in ((2, "one launch for all tensors"), (3, "one launch for all, float4")):
+        ms = _time_ms(lambda v=v: ops.adamw_multi_tensor(tensors, 10, (0.9, 0.95), 1e-8, v),
+                      repeat=10)  # fmt: skip
+        add("adamw", "step", f"v{v}", label, shape, ms, 28 * n, None)
     # Correctness of one step against the float64 reference, on a fresh small tensor.
     p = g.standard_normal(1000, dtype=cp.float32)
     grad, m, v = (g.standard_normal(1000, dtype=cp.float32) for _ in range(3))

@@ -10,6 +10,8 @@
 // One block per row. The forward is one pass over the row with an online softmax (a
 // running max and a rescaled running sum), merged across the block; it saves lse (one
 // float a row), and the backward recomputes exp(x - lse) as it writes the gradient.
+// Forward versions: v1 merges each element as a one-element state (two exps an element);
+// v2 adds it with one exp (softmax_add), the arithmetic being what limited v1.
 #include "common.cuh"
 
 // Merge the block's online-softmax states; every thread gets the row's (max, sum).
@@ -27,7 +29,8 @@ __device__ __forceinline__ void block_softmax_merge(float& m, float& s, float* s
     warp_softmax_merge(m, s);
 }
 
-extern "C" __global__ void cross_entropy_forward(const float* __restrict__ logits,
+template <bool ONE_EXP>
+__device__ void cross_entropy_row(const float* __restrict__ logits,
                                                  const long long* __restrict__ targets,
                                                  float* __restrict__ losses,
                                                  float* __restrict__ lse_out, int rows,
@@ -39,7 +42,10 @@ extern "C" __global__ void cross_entropy_forward(const float* __restrict__ logit
     float m = -INFINITY, s = 0.0f, total = 0.0f;
     for (int j = threadIdx.x; j < classes; j += blockDim.x) {
         float v = xr[j];
-        softmax_merge(m, s, v, 1.0f);
+        if (ONE_EXP)
+            softmax_add(m, s, v);
+        else
+            softmax_merge(m, s, v, 1.0f);
         total += v;
     }
     block_softmax_merge(m, s, scratch_m, scratch_s);
@@ -57,6 +63,20 @@ extern "C" __global__ void cross_entropy_forward(const float* __restrict__ logit
         losses[row] = loss;
         lse_out[row] = lse;
     }
+}
+
+extern "C" __global__ void cross_entropy_forward(const float* logits, const long long* targets,
+                                                 float* losses, float* lse, int rows,
+                                                 int classes, long long ignore_index,
+                                                 float smoothing) {
+    cross_entropy_row<false>(logits, targets, losses, lse, rows, classes, ignore_index, smoothing);
+}
+
+extern "C" __global__ void cross_entropy_forward_v2(const float* logits, const long long* targets,
+                                                    float* losses, float* lse, int rows,
+                                                    int classes, long long ignore_index,
+                                                    float smoothing) {
+    cross_entropy_row<true>(logits, targets, losses, lse, rows, classes, ignore_index, smoothing);
 }
 
 // weight: the gradient of the total with respect to each row's loss, read at

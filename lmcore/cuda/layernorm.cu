@@ -12,8 +12,13 @@
 // Versions:
 //   v1  one thread per row: uncoalesced, as softmax v1
 //   v2  one warp per row, sums by warp shuffles, the row re-read from cache
+//   v3  one warp per row held in registers (rows of up to 1024 floats, a multiple of 4):
+//       read once as float4, mean and variance from the registers
 //   residual_layernorm_forward  v2 that first adds the residual branch and writes the
 //       sum: one pass over memory instead of two (the add, then the norm)
+// Backward: v1 takes two kernels (dx a warp per row; dw, db by column partial sums) that
+// read dy and x three times in all; v2 holds each row in registers, writes dx and adds
+// the row into per-warp dw, db sums in registers: dy and x are read once.
 // w and b may be null (no affine weight or no bias).
 #include "common.cuh"
 
@@ -138,3 +143,104 @@ extern "C" __global__ void layernorm_backward_params(const float* __restrict__ d
     if (dw_partial) dw_partial[(long long)blockIdx.y * cols + col] = dw;
     if (db_partial) db_partial[(long long)blockIdx.y * cols + col] = db;
 }
+
+template <int ITEMS>
+__device__ void layernorm_row_v3(const float* __restrict__ x, const float* __restrict__ w,
+                                 const float* __restrict__ b, float* __restrict__ y,
+                                 float* __restrict__ mean, float* __restrict__ rstd, int rows,
+                                 int cols, float eps) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    float v[ITEMS], wv[ITEMS], bv[ITEMS];
+    load_row<ITEMS>(x + (long long)row * cols, cols, lane, v, 0.0f);
+    float sum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) sum += v[k];
+    float m = warp_sum(sum) / cols;
+    float var = 0.0f;
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) {
+        float c = row_column(k, lane) < cols ? v[k] - m : 0.0f;
+        var += c * c;
+    }
+    float r = rsqrtf(warp_sum(var) / cols + eps);
+    if (w) load_row<ITEMS>(w, cols, lane, wv, 1.0f);
+    if (b) load_row<ITEMS>(b, cols, lane, bv, 0.0f);
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) {
+        float h = (v[k] - m) * r;
+        v[k] = (w ? h * wv[k] : h) + (b ? bv[k] : 0.0f);
+    }
+    store_row<ITEMS>(y + (long long)row * cols, cols, lane, v);
+    if (lane == 0) {
+        mean[row] = m;
+        rstd[row] = r;
+    }
+}
+
+// blockDim.x == 128 (4 warps); each warp takes rows warp, warp + 4 gridDim.x, ... and the
+// block writes its partial dw, db (one row of `cols` each) at row blockIdx.x of the partials.
+template <int ITEMS>
+__device__ void layernorm_backward_row_v2(const float* __restrict__ dy,
+                                          const float* __restrict__ x,
+                                          const float* __restrict__ w,
+                                          const float* __restrict__ mean,
+                                          const float* __restrict__ rstd, float* __restrict__ dx,
+                                          float* __restrict__ dw_partial,
+                                          float* __restrict__ db_partial, int rows, int cols) {
+    __shared__ float shared_dw[4][32 * ITEMS], shared_db[4][32 * ITEMS];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float wv[ITEMS], acc_w[ITEMS], acc_b[ITEMS];
+    if (w) load_row<ITEMS>(w, cols, lane, wv, 0.0f);
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) acc_w[k] = acc_b[k] = 0.0f;
+    for (int row = blockIdx.x * 4 + warp; row < rows; row += gridDim.x * 4) {
+        long long base = (long long)row * cols;
+        float xv[ITEMS], g[ITEMS];
+        load_row<ITEMS>(x + base, cols, lane, xv, 0.0f);
+        load_row<ITEMS>(dy + base, cols, lane, g, 0.0f);  // 0 past the row: adds nothing
+        float m = mean[row], r = rstd[row], sum_g = 0.0f, sum_gh = 0.0f;
+#pragma unroll
+        for (int k = 0; k < ITEMS; k++) {
+            float h = (xv[k] - m) * r;
+            acc_w[k] += g[k] * h;
+            acc_b[k] += g[k];
+            xv[k] = h;
+            g[k] = w ? g[k] * wv[k] : g[k];
+            sum_g += g[k];
+            sum_gh += g[k] * h;
+        }
+        float mean_g = warp_sum(sum_g) / cols, mean_gh = warp_sum(sum_gh) / cols;
+#pragma unroll
+        for (int k = 0; k < ITEMS; k++) g[k] = r * (g[k] - mean_g - xv[k] * mean_gh);
+        if (dx) store_row<ITEMS>(dx + base, cols, lane, g);
+    }
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) {
+        shared_dw[warp][row_column(k, lane)] = acc_w[k];
+        shared_db[warp][row_column(k, lane)] = acc_b[k];
+    }
+    __syncthreads();
+    for (int col = threadIdx.x; col < cols; col += blockDim.x) {
+        long long out = (long long)blockIdx.x * cols + col;
+        if (dw_partial)
+            dw_partial[out] = shared_dw[0][col] + shared_dw[1][col] + shared_dw[2][col] + shared_dw[3][col];
+        if (db_partial)
+            db_partial[out] = shared_db[0][col] + shared_db[1][col] + shared_db[2][col] + shared_db[3][col];
+    }
+}
+
+#define LAYERNORM_ROW_KERNELS(ITEMS, COLS)                                                      \
+    extern "C" __global__ void layernorm_forward_v3_c##COLS(                                    \
+        const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,     \
+        int rows, int cols, float eps) {                                                        \
+        layernorm_row_v3<ITEMS>(x, w, b, y, mean, rstd, rows, cols, eps);                       \
+    }                                                                                           \
+    extern "C" __global__ void __launch_bounds__(128) layernorm_backward_v2_c##COLS(            \
+        const float* dy, const float* x, const float* w, const float* mean, const float* rstd,  \
+        float* dx, float* dw_partial, float* db_partial, int rows, int cols) {                  \
+        layernorm_backward_row_v2<ITEMS>(dy, x, w, mean, rstd, dx, dw_partial, db_partial,     \
+                                         rows, cols);                                           \
+    }
+
+FOR_ROW_SIZES(LAYERNORM_ROW_KERNELS)

@@ -41,16 +41,40 @@ def source(family: str) -> str:
 
 
 def kernel_names(family: str) -> list[str]:
-    """The ``extern "C" __global__`` kernels a family defines, in file order (the
-    macro-generated attention kernels included)."""
+    """The ``extern "C" __global__`` kernels a family defines, in file order, those that
+    macros stamp out for several sizes included.
+
+    Example:
+        >>> kernel_names("attention")[:2]
+        ['attention_backward_delta', 'flash_attention_forward_d16']
+    """
     text = source(family)
     names = re.findall(r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(', text)
-    names = [n for n in names if n != "__launch_bounds__"]  # the macro template below
-    for macro_name, body in re.findall(r"#define (\w+)\(D\)(.*?)\n\n", text, re.S):
-        sizes = re.findall(rf"^{macro_name}\((\d+)\)", text, re.M)
-        templates = re.findall(r"void __launch_bounds__\(\d+\) (\w+)##D\(", body)
-        names += [f"{t}{d}" for d in sizes for t in templates]
+    names = [n for n in names if n != "__launch_bounds__"]  # inside a macro: below
+    calls = _macro_calls(text)
+    for macro, params, body in re.findall(r"#define (\w+)\(([\w, ]+)\)((?:.*\\\n)+.*)", text):
+        params = [p.strip() for p in params.split(",")]
+        for args in calls.get(macro, []):
+            values = dict(zip(params, args))
+            for stem, param in re.findall(
+                r"__global__ void (?:__launch_bounds__\(\d+\) )?(\w+)##(\w+)\(", body
+            ):
+                names.append(f"{stem}{values[param]}")
     return names
+
+
+def _macro_calls(text: str) -> dict[str, list[list[str]]]:
+    """The arguments of each top-level macro call (``NAME(a, b)`` on a line of its own, or
+    each ``MACRO(a, b)`` of ``FOR_ROW_SIZES(MACRO)``)."""
+    calls: dict[str, list[list[str]]] = {}
+    sizes = re.search(r"#define FOR_ROW_SIZES\(MACRO\)((?:.*\\\n)*.*)", text)
+    for name, args in re.findall(r"^(\w+)\(([\w, ]+)\)$", text, re.M):
+        if name == "FOR_ROW_SIZES" and sizes:
+            for each in re.findall(r"MACRO\(([\w, ]+)\)", sizes.group(1)):
+                calls.setdefault(args, []).append([a.strip() for a in each.split(",")])
+        else:
+            calls.setdefault(name, []).append([a.strip() for a in args.split(",")])
+    return calls
 
 
 def kernel_source(family: str, name: str) -> str:

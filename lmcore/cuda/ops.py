@@ -61,6 +61,17 @@ def _aligned(*arrays) -> bool:
     return all(a.data.ptr % 16 == 0 for a in arrays)
 
 
+ROW_SIZES = (128, 256, 384, 512, 768, 1024)  # the row kernels' instantiations (common.cuh)
+
+
+def _row_size(cols: int, *arrays) -> int | None:
+    """The smallest row-in-registers instantiation that holds ``cols`` floats, or None when
+    those kernels cannot take the rows (too long, not a multiple of 4, not aligned)."""
+    if cols % 4 or not _aligned(*arrays):
+        return None
+    return next((size for size in ROW_SIZES if cols <= size), None)
+
+
 # -- GELU ------------------------------------------------------------------------------
 
 
@@ -94,15 +105,20 @@ def gelu_backward(x, grad, version: int = 2):
 # -- softmax ---------------------------------------------------------------------------
 
 
-def softmax_forward(x, version: int = 3):
-    """Softmax over the last axis."""
+def softmax_forward(x, version: int = 4):
+    """Softmax over the last axis (v4 falls back to v3 for rows it cannot hold)."""
     _check(x)
     y = cp.empty_like(x)
     rows, cols = _rows_cols(x)
     if not rows:
         return y
     args = (x, y, np.int32(rows), np.int32(cols))
-    if version == 1:
+    size = _row_size(cols, x, y) if version == 4 else None
+    if size:
+        _launch(
+            "softmax", f"softmax_forward_v4_c{size}", _warp_rows_grid(rows), (32 * _WARPS,), args
+        )
+    elif version == 1:
         _launch("softmax", "softmax_forward_v1", (math.ceil(rows / 128),), (128,), args)
     elif version == 2:
         _launch("softmax", "softmax_forward_v2", (rows,), (256,), args, shared_mem=256 * 4)
@@ -122,9 +138,10 @@ def softmax_backward(y, grad):
     return dx
 
 
-def attention_softmax_forward(scores, scale: float, causal: bool, out=None):
+def attention_softmax_forward(scores, scale: float, causal: bool, out=None, version: int = 2):
     """Attention weights from raw scores (..., Tq, Tk): softmax(scale s) over the visible
-    keys; ``out=scores`` works in place."""
+    keys; ``out=scores`` works in place. v2 holds each row in registers (Tk a multiple of
+    4, at most 1024), v1 is the online-softmax kernel for any Tk."""
     _check(scores)
     out = cp.empty_like(scores) if out is None else out
     tq, tk = scores.shape[-2:]
@@ -132,11 +149,14 @@ def attention_softmax_forward(scores, scale: float, causal: bool, out=None):
     if rows:
         args = (scores, out, np.int32(rows), np.int32(tq), np.int32(tk), np.float32(scale),
                 np.int32(causal))  # fmt: skip
-        _launch("softmax", "attention_softmax_forward", _warp_rows_grid(rows), (32 * _WARPS,), args)
+        size = _row_size(tk, scores, out) if version == 2 else None
+        name = f"attention_softmax_forward_v2_c{size}" if size else "attention_softmax_forward"
+        _launch("softmax", name, _warp_rows_grid(rows), (32 * _WARPS,), args)
     return out
 
 
-def attention_softmax_backward(probs, grad, scale: float, causal: bool, out=None):
+def attention_softmax_backward(probs, grad, scale: float, causal: bool, out=None,
+                               version: int = 2):  # fmt: skip
     """Gradient of the raw scores from that of the weights; ``out=grad`` works in place."""
     _check(probs, grad)
     out = cp.empty_like(grad) if out is None else out
@@ -145,16 +165,18 @@ def attention_softmax_backward(probs, grad, scale: float, causal: bool, out=None
     if rows:
         args = (probs, grad, out, np.int32(rows), np.int32(tq), np.int32(tk),
                 np.float32(scale), np.int32(causal))  # fmt: skip
-        grid = _warp_rows_grid(rows)
-        _launch("softmax", "attention_softmax_backward", grid, (32 * _WARPS,), args)
+        size = _row_size(tk, probs, grad, out) if version == 2 else None
+        name = f"attention_softmax_backward_v2_c{size}" if size else "attention_softmax_backward"
+        _launch("softmax", name, _warp_rows_grid(rows), (32 * _WARPS,), args)
     return out
 
 
 # -- LayerNorm -------------------------------------------------------------------------
 
 
-def layer_norm_forward(x, weight, bias, eps: float, version: int = 2):
-    """(y, mean, rstd) of LayerNorm over the last axis; ``weight``/``bias`` may be None."""
+def layer_norm_forward(x, weight, bias, eps: float, version: int = 3):
+    """(y, mean, rstd) of LayerNorm over the last axis; ``weight``/``bias`` may be None.
+    v3 falls back to v2 for rows it cannot hold in registers."""
     _check(x, *(p for p in (weight, bias) if p is not None))
     rows, cols = _rows_cols(x)
     y = cp.empty_like(x)
@@ -162,7 +184,12 @@ def layer_norm_forward(x, weight, bias, eps: float, version: int = 2):
     if rows:
         args = (x, _NULL if weight is None else weight, _NULL if bias is None else bias, y, mean,
                 rstd, np.int32(rows), np.int32(cols), np.float32(eps))  # fmt: skip
-        if version == 1:
+        params = [p for p in (weight, bias) if p is not None]
+        size = _row_size(cols, x, y, *params) if version == 3 else None
+        if size:
+            grid = _warp_rows_grid(rows)
+            _launch("layernorm", f"layernorm_forward_v3_c{size}", grid, (32 * _WARPS,), args)
+        elif version == 1:
             _launch("layernorm", "layernorm_forward_v1", (math.ceil(rows / 128),), (128,), args)
         else:
             grid = _warp_rows_grid(rows)
@@ -186,10 +213,22 @@ def residual_layer_norm_forward(a, residual, weight, bias, eps: float):
 
 
 def layer_norm_backward(grad, x, weight, mean, rstd, need_input=True, need_weight=True,
-                        need_bias=True, rows_per_chunk: int = 64):  # fmt: skip
-    """(dx, dweight, dbias) of LayerNorm over the last axis; None for those not needed."""
+                        need_bias=True, version: int = 2, rows_per_chunk: int = 64):  # fmt: skip
+    """(dx, dweight, dbias) of LayerNorm over the last axis; None for those not needed.
+    v2 reads each row once (rows it can hold in registers), v1 takes two kernels."""
     _check(grad, x, *(p for p in (weight,) if p is not None))
     rows, cols = _rows_cols(x)
+    size = _row_size(cols, grad, x, *(p for p in (weight,) if p is not None))
+    if version == 2 and size and rows:
+        blocks = min(math.ceil(rows / _WARPS), 1024)
+        dx = cp.empty_like(x) if need_input else None
+        dw_part = cp.empty((blocks, cols), np.float32) if need_weight else None
+        db_part = cp.empty((blocks, cols), np.float32) if need_bias else None
+        args = tuple(_NULL if a is None else a for a in (grad, x, weight, mean, rstd, dx, dw_part,
+                                                          db_part)) + (np.int32(rows), np.int32(cols))  # fmt: skip
+        _launch("layernorm", f"layernorm_backward_v2_c{size}", (blocks,), (32 * _WARPS,), args)
+        return (dx, None if dw_part is None else dw_part.sum(axis=0),
+                None if db_part is None else db_part.sum(axis=0))  # fmt: skip
     dx = dw = db = None
     if need_input:
         dx = cp.empty_like(x)
@@ -220,7 +259,8 @@ def _ce_block(classes: int) -> int:
     return 32 if classes <= 256 else 256 if classes <= 8192 else 512
 
 
-def cross_entropy_forward(logits, targets, ignore_index: int = -100, smoothing: float = 0.0):
+def cross_entropy_forward(logits, targets, ignore_index: int = -100, smoothing: float = 0.0,
+                          version: int = 2):  # fmt: skip
     """(losses, lse) per row of (N, V) logits with int targets (N,)."""
     _check(logits)
     rows, classes = logits.shape
@@ -229,7 +269,8 @@ def cross_entropy_forward(logits, targets, ignore_index: int = -100, smoothing: 
     if rows:
         args = (logits, targets, losses, lse, np.int32(rows), np.int32(classes),
                 np.int64(ignore_index), np.float32(smoothing))  # fmt: skip
-        _launch("cross_entropy", "cross_entropy_forward", (rows,), (_ce_block(classes),), args)
+        name = "cross_entropy_forward_v2" if version == 2 else "cross_entropy_forward"
+        _launch("cross_entropy", name, (rows,), (_ce_block(classes),), args)
     return losses, lse
 
 
@@ -288,8 +329,9 @@ def _chunk_table(sizes: tuple[int, ...]):
     return _chunk_tables[sizes]
 
 
-def adamw_multi_tensor(tensors, step: int, betas, eps: float) -> None:
-    """One AdamW step of many tensors, in place, in ONE launch (v2).
+def adamw_multi_tensor(tensors, step: int, betas, eps: float, version: int = 3) -> None:
+    """One AdamW step of many tensors, in place, in ONE launch (v2; v3 with float4 when
+    every tensor is 16-byte aligned).
 
     ``tensors`` is a list of ``(param, grad, exp_avg, exp_avg_sq, lr, weight_decay)``
     that share the step count.
@@ -307,8 +349,10 @@ def adamw_multi_tensor(tensors, step: int, betas, eps: float) -> None:
     args = (cp.asarray(pointers), sizes_d, cp.asarray(hyper), owner, start, np.int32(_CHUNK),
             np.float32(beta1), np.float32(beta2), np.float32(eps), np.float32(1 / c1),
             np.float32(1 / math.sqrt(c2)))  # fmt: skip
+    if version == 3 and not _aligned(*(a for t in tensors for a in t[:4])):
+        version = 2
     if owner.size:
-        _launch("adamw", "adamw_v2", (owner.size,), (256,), args)
+        _launch("adamw", f"adamw_v{version}", (owner.size,), (256,), args)
 
 
 # -- attention -------------------------------------------------------------------------

@@ -13,6 +13,10 @@
 //   v3  one warp per row and an online softmax: max and sum found in ONE pass (the sum
 //       is rescaled whenever the max grows), then combined across the warp with
 //       register shuffles; no shared memory, no block-wide barrier
+//   v4  one warp per row held in registers (rows of up to 1024 floats, a multiple of 4):
+//       the row is read from memory once, as float4, and each exp is computed once;
+//       v3 reads the row twice and pays two exps per element in its merge
+// The attention variants have the same two forms (v1 online, v2 row in registers).
 #include "common.cuh"
 
 extern "C" __global__ void softmax_forward_v1(const float* __restrict__ x, float* __restrict__ y,
@@ -116,3 +120,94 @@ extern "C" __global__ void attention_softmax_backward(const float* probs, const 
     for (int j = lane; j < tk; j += 32)
         dscores[base + j] = j < visible ? scale * probs[base + j] * (dprobs[base + j] - dot) : 0.0f;
 }
+
+template <int ITEMS>
+__device__ void softmax_row_v4(const float* __restrict__ x, float* __restrict__ y, int rows,
+                               int cols) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    float v[ITEMS];
+    load_row<ITEMS>(x + (long long)row * cols, cols, lane, v, -INFINITY);
+    float m = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) m = fmaxf(m, v[k]);
+    m = warp_max(m);
+    float s = 0.0f;
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) {
+        v[k] = expf(v[k] - m);
+        s += v[k];
+    }
+    float inv = 1.0f / warp_sum(s);
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) v[k] *= inv;
+    store_row<ITEMS>(y + (long long)row * cols, cols, lane, v);
+}
+
+// May run in place.
+template <int ITEMS>
+__device__ void attention_softmax_row_v2(const float* scores, float* probs, int rows, int tq,
+                                         int tk, float scale, int causal) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    int visible = causal ? min(tk, row % tq + (tk - tq) + 1) : tk;
+    float v[ITEMS];
+    load_row<ITEMS>(scores + (long long)row * tk, tk, lane, v, 0.0f);
+    float m = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) {
+        v[k] = row_column(k, lane) < visible ? scale * v[k] : -INFINITY;
+        m = fmaxf(m, v[k]);
+    }
+    m = warp_max(m);
+    float s = 0.0f;
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) {
+        v[k] = expf(v[k] - m);  // 0 for the hidden keys
+        s += v[k];
+    }
+    float inv = 1.0f / warp_sum(s);
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) v[k] *= inv;
+    store_row<ITEMS>(probs + (long long)row * tk, tk, lane, v);
+}
+
+// May run in place (dscores == dprobs).
+template <int ITEMS>
+__device__ void attention_softmax_backward_row_v2(const float* probs, const float* dprobs,
+                                                  float* dscores, int rows, int tq, int tk,
+                                                  float scale, int causal) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    int visible = causal ? min(tk, row % tq + (tk - tq) + 1) : tk;
+    long long base = (long long)row * tk;
+    float p[ITEMS], dp[ITEMS];
+    load_row<ITEMS>(probs + base, tk, lane, p, 0.0f);
+    load_row<ITEMS>(dprobs + base, tk, lane, dp, 0.0f);
+    float dot = 0.0f;
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) dot += p[k] * dp[k];
+    dot = warp_sum(dot);
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++)
+        p[k] = row_column(k, lane) < visible ? scale * p[k] * (dp[k] - dot) : 0.0f;
+    store_row<ITEMS>(dscores + base, tk, lane, p);
+}
+
+#define SOFTMAX_ROW_KERNELS(ITEMS, COLS)                                                       \
+    extern "C" __global__ void softmax_forward_v4_c##COLS(const float* x, float* y, int rows,  \
+                                                          int cols) {                          \
+        softmax_row_v4<ITEMS>(x, y, rows, cols);                                               \
+    }                                                                                          \
+    extern "C" __global__ void attention_softmax_forward_v2_c##COLS(                           \
+        const float* scores, float* probs, int rows, int tq, int tk, float scale, int causal) { \
+        attention_softmax_row_v2<ITEMS>(scores, probs, rows, tq, tk, scale, causal);           \
+    }                                                                                          \
+    extern "C" __global__ void attention_softmax_backward_v2_c##COLS(                          \
+        const float* probs, const float* dprobs, float* dscores, int rows, int tq, int tk,     \
+        float scale, int causal) {                                                             \
+        attention_softmax_backward_row_v2<ITEMS>(probs, dprobs, dscores, rows, tq, tk, scale,  \
+                                                 causal);                                      \
+    }
+
+FOR_ROW_SIZES(SOFTMAX_ROW_KERNELS)
