@@ -38,10 +38,11 @@ def setup() -> None:
 
 
 class Source:
-    """Source code that shows highlighted in Jupyter, Colab and the rendered book."""
+    """Source code that shows highlighted in Jupyter, Colab and the rendered book
+    (``language``: any Pygments lexer name, "python" or "cuda" here)."""
 
-    def __init__(self, code: str, title: str = ""):
-        self.code, self.title = code, title
+    def __init__(self, code: str, title: str = "", language: str = "python"):
+        self.code, self.title, self.language = code, title, language
 
     def __repr__(self) -> str:
         return f"# {self.title}\n{self.code}" if self.title else self.code
@@ -49,9 +50,10 @@ class Source:
     def _repr_html_(self) -> str:
         from pygments import highlight
         from pygments.formatters import HtmlFormatter
-        from pygments.lexers import PythonLexer
+        from pygments.lexers import get_lexer_by_name
 
-        html = highlight(self.code, PythonLexer(), HtmlFormatter(noclasses=True, nobackground=True))
+        lexer = get_lexer_by_name(self.language)
+        html = highlight(self.code, lexer, HtmlFormatter(noclasses=True, nobackground=True))
         caption = f"<div style='font-size:85%;opacity:.7'>{self.title}</div>" if self.title else ""
         return f"<div class='lmcore-source'>{caption}{html}</div>"
 
@@ -84,3 +86,35 @@ def show(obj, lines: slice | None = None, between: tuple[str, str] | None = None
         code = textwrap.dedent("\n".join(source[lines]) + "\n")
     where = f"{obj.__module__}.{obj.__qualname__}" if hasattr(obj, "__qualname__") else ""
     return Source(code, title=where)
+
+
+def show_cuda(
+    family: str, name: str | None = None, between: tuple[str, str] | None = None
+) -> Source:
+    """CUDA source of lmcore's kernels (``lmcore/cuda/FAMILY.cu``, or ``"common"`` for
+    ``common.cuh``): one function by ``name``, the lines from the one containing
+    ``between[0]`` to the one before the next containing ``between[1]``, or else the
+    comment at the top of the file (its mathematics and its versions).
+
+    Example:
+        >>> show_cuda("gelu", "gelu_forward_v1").code.splitlines()[0][:40]
+        'extern "C" __global__ void gelu_forward_'
+    """
+    from lmcore.cuda import loader
+
+    filename = "common.cuh" if family == "common" else f"{family}.cu"
+    if name is not None:
+        return Source(loader.kernel_source(family, name), f"lmcore/cuda/{filename}: {name}", "cuda")
+    lines = (loader.HERE / filename).read_text().splitlines()
+    if between is None:
+        stop = next(i for i, line in enumerate(lines) if not line.startswith("//"))
+        return Source("\n".join(lines[:stop]), f"lmcore/cuda/{filename}", "cuda")
+    first, last = between
+    try:
+        start = next(i for i, line in enumerate(lines) if first in line)
+        stop = next(i for i in range(start + 1, len(lines)) if last in lines[i])
+    except StopIteration:
+        raise ValueError(
+            f"show_cuda: no line of {filename} contains {first!r} then {last!r}"
+        ) from None
+    return Source("\n".join(lines[start:stop]).strip(), f"lmcore/cuda/{filename}", "cuda")

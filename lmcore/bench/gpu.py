@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 
 import lmcore
-from lmcore import backend, cuda
+from lmcore import backend, cuda, data
 from lmcore.bench.common import print_table
 from lmcore.cuda import reference
+from lmcore.tokenizers import CharTokenizer
 
 RESULTS = Path(__file__).parent / "results" / "gpu.json"
 TRAIN_SHAPE = dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch=64, vocab=65)
@@ -125,6 +126,17 @@ def _versions(torch) -> dict:
         "torch": None if torch is None else torch.__version__,
         "python": platform.python_version(),
     }
+
+
+def _revision() -> str | None:
+    """The git commit of the lmcore source that ran, when it is a checkout."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=Path(__file__).parent, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def _ceilings(quick: bool) -> dict:
@@ -522,12 +534,15 @@ def _training_rows(quick: bool, torch) -> tuple[list[dict], dict]:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch_batches = [tuple(torch.from_numpy(a).cuda() for a in pair) for pair in host]
+        manual_seed(0)
+        initial = GPT(config, device="cpu").state_dict()  # the lmcore rungs' first weights
         for rung, dtype in (
             ("PyTorch eager, TF32", None),
             ("PyTorch eager, bf16 autocast", torch.bfloat16),
         ):
-            torch.manual_seed(0)
-            model = _torch_gpt(torch, config).cuda()
+            model = _torch_gpt(torch, config)
+            model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in initial.items()})
+            model = model.cuda()
             opt = _torch_adamw(torch, model)
 
             def step(batch, model=model, opt=opt, dtype=dtype, read_loss=True):
@@ -568,20 +583,20 @@ def _profile_host(step, batches) -> None:
 
 def _loss_curve(quick: bool) -> dict:
     """The first steps of one training run on the GPU with the kernels and on the CPU:
-    same seed, same batches, float32 (no TF32) on both."""
+    same seed, same batches of Shakespeare's characters, float32 (no TF32) on both."""
     from lmcore.models.gpt import GPT, GPTConfig
     from lmcore.rng import manual_seed
 
-    config = GPTConfig(vocab_size=65, block_size=64, n_layer=2 if quick else 4, n_head=4,
-                       n_embd=128, dropout=0.0)  # fmt: skip
     rng = np.random.default_rng(1)
     steps = 5 if quick else 20
-    # Random tokens: the loss stays near ln 65; what matters is that the two runs agree.
-    data = rng.integers(0, 65, 4096)
+    plays = data.shakespeare("train")[:200_000]
+    text = np.array(CharTokenizer(plays).encode(plays))
+    config = GPTConfig(vocab_size=int(text.max()) + 1, block_size=64,
+                       n_layer=2 if quick else 4, n_head=4, n_embd=128, dropout=0.0)  # fmt: skip
     batches = []
     for _ in range(steps):
-        start = rng.integers(0, len(data) - 65, 8)
-        chunk = np.stack([data[s : s + 65] for s in start])
+        start = rng.integers(0, len(text) - 65, 8)
+        chunk = np.stack([text[s : s + 65] for s in start])
         batches.append((chunk[:, :-1], chunk[:, 1:]))
     curves = {}
     for device in ("cuda", "cpu"):
@@ -627,6 +642,7 @@ def run(quick: bool = False, write: str | Path | None = None) -> dict:
         "device": _device(),
         "versions": _versions(torch),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "bench_revision": _revision(),
         "command": "lmcore bench gpu"
         + (" --quick" if quick else "")
         + (f" --write {write}" if write else ""),

@@ -84,7 +84,7 @@ def kernel_source(family: str, name: str) -> str:
         >>> kernel_source("gelu", "gelu_forward_v1").splitlines()[0]
         'extern "C" __global__ void gelu_forward_v1(const float* __restrict__ x, float* __restrict__ y,'
     """
-    text = (HERE / f"{family}.cu").read_text()
+    text = (HERE / ("common.cuh" if family == "common" else f"{family}.cu")).read_text()
     match = re.search(rf"^[^\n]*\b{name}\(", text, re.M)
     if match is None:
         raise ValueError(f"{family}.cu has no function {name!r}")
