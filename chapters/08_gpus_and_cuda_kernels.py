@@ -234,7 +234,7 @@ def kernel_table(family: str) -> None:
 # this chapter is about how to use the levels above it so that global memory is touched as
 # little as possible.
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw={"width_ratios": [1.1, 1]})
 # Left: a launch of a 4 x 2 grid of blocks; block (1, 0) opened into its warps of 32 threads.
 for bx in range(4):

@@ -34,12 +34,11 @@ import numpy as np
 
 from lmcore import backend, memory
 
-memory.keep_freed_memory()  # NumPy's temporaries reuse freed memory instead of fresh pages
-
 __all__ = [
     "Function",
     "Tensor",
     "as_array",
+    "detach_state",
     "enable_grad",
     "is_grad_enabled",
     "no_grad",
@@ -189,6 +188,7 @@ class Function:
         if _GradMode.enabled and any(needs_grad):
             creator = self
             self.inputs = inputs
+            self.input_versions = tuple(t._version for t in inputs)  # see Tensor's in-place ops
         if type(outputs) is not tuple:
             return Tensor._make(outputs, creator, 0)
         self.num_outputs = len(outputs)
@@ -229,7 +229,9 @@ class Tensor:
         (2, 2)
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "creator", "output_index", "__weakref__")
+    __slots__ = (
+        "data", "grad", "requires_grad", "creator", "output_index", "_version", "__weakref__",
+    )  # fmt: skip
     __array_ufunc__ = None  # ndarray <op> Tensor defers to Tensor's reflected operators
     __hash__ = object.__hash__  # __eq__ is element-wise; hash by identity
 
@@ -245,6 +247,7 @@ class Tensor:
         self.requires_grad = requires_grad
         self.creator = None
         self.output_index = 0
+        self._version = 0  # counts in-place changes, so stale saved values are caught
 
     @classmethod
     def _make(cls, data, creator: Function | None, output_index: int) -> Tensor:
@@ -255,6 +258,7 @@ class Tensor:
         t.requires_grad = creator is not None
         t.creator = creator
         t.output_index = output_index
+        t._version = 0
         return t
 
     # -- array-like attributes ---------------------------------------------
@@ -271,12 +275,22 @@ class Tensor:
         return self.data.ndim
 
     @property
-    def size(self) -> int:
-        """Number of elements (NumPy's meaning; PyTorch calls it ``numel()``)."""
-        return self.data.size
+    def size(self) -> _Size:
+        """The number of elements, as NumPy's ``size``; called, the shape, as PyTorch's
+        ``size()``: ``t.size`` is an int, ``t.size()`` the shape, ``t.size(0)`` one dim.
+
+        Example:
+            >>> t = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+            >>> t.size, t.size(), t.size(-1), t.numel()
+            (6, (2, 3), 3, 6)
+        """
+        return _Size(self.data.size, self.data.shape)
 
     def numel(self) -> int:
         return self.data.size
+
+    def dim(self) -> int:
+        return self.data.ndim
 
     @property
     def device(self) -> str:
@@ -319,6 +333,95 @@ class Tensor:
 
     def __int__(self) -> int:
         return int(self.item())
+
+    # -- in-place changes -----------------------------------------------------
+    def _check_in_place(self, what: str) -> None:
+        """Refuse an in-place change that would corrupt a gradient: a leaf that requires
+        grad while gradients are recorded, or a tensor that an operation produced. (A
+        tensor saved by an operation and changed later is caught by backward().)"""
+        if not _GradMode.enabled:
+            return
+        if self.requires_grad and self.is_leaf:
+            raise RuntimeError(
+                f"{what} on a leaf tensor that requires grad, while gradients are recorded: "
+                "the change would not be differentiable. Update parameters inside "
+                "`with lmcore.no_grad():` (as an optimizer does)."
+            )
+        if self.creator is not None:
+            raise RuntimeError(
+                f"{what} on a tensor computed by {type(self.creator).__name__}, while "
+                "gradients are recorded: its backward pass may need the old values. Use the "
+                "out-of-place form (x = x + y), or detach() first."
+            )
+
+    def _in_place(self, what: str, change) -> Tensor:
+        self._check_in_place(what)
+        change(self.data)
+        self._version += 1
+        return self
+
+    def __iadd__(self, other):
+        return self._in_place("+=", lambda a: a.__iadd__(_data_of(other)))
+
+    def __isub__(self, other):
+        return self._in_place("-=", lambda a: a.__isub__(_data_of(other)))
+
+    def __imul__(self, other):
+        return self._in_place("*=", lambda a: a.__imul__(_data_of(other)))
+
+    def __itruediv__(self, other):
+        return self._in_place("/=", lambda a: a.__itruediv__(_data_of(other)))
+
+    def add_(self, other, alpha: float = 1) -> Tensor:
+        """``self += alpha * other``, in place; returns self (PyTorch's ``add_``)."""
+        other = _data_of(other)
+        return self._in_place("add_", lambda a: a.__iadd__(other if alpha == 1 else alpha * other))
+
+    def sub_(self, other, alpha: float = 1) -> Tensor:
+        other = _data_of(other)
+        return self._in_place("sub_", lambda a: a.__isub__(other if alpha == 1 else alpha * other))
+
+    def mul_(self, other) -> Tensor:
+        return self._in_place("mul_", lambda a: a.__imul__(_data_of(other)))
+
+    def div_(self, other) -> Tensor:
+        return self._in_place("div_", lambda a: a.__itruediv__(_data_of(other)))
+
+    def zero_(self) -> Tensor:
+        """Set every element to 0, in place; returns self.
+
+        Example:
+            >>> w = Tensor([1.0, 2.0], requires_grad=True)
+            >>> with no_grad():
+            ...     w.zero_()
+            tensor([0., 0.], dtype=float32, requires_grad=True)
+        """
+        return self.fill_(0)
+
+    def fill_(self, value) -> Tensor:
+        return self._in_place("fill_", lambda a: a.fill(value))
+
+    def copy_(self, src) -> Tensor:
+        """Copy ``src`` (a tensor, array or number, broadcast to this shape) into this
+        tensor, in place, keeping this tensor's dtype and device; returns self."""
+        src = _data_of(src)
+        xp = backend.get_array_module(self.data)
+        if backend.device_of(src) != self.device and hasattr(src, "shape"):
+            src = backend.to_device(src, self.device)
+
+        def copy(a):
+            a[...] = xp.asarray(src, dtype=a.dtype)
+
+        return self._in_place("copy_", copy)
+
+    def clamp_(self, min=None, max=None) -> Tensor:
+        """Limit every element to [min, max], in place; returns self."""
+        xp = backend.get_array_module(self.data)
+        return self._in_place("clamp_", lambda a: xp.clip(a, min, max, out=a))
+
+    def clone(self) -> Tensor:
+        """A copy with its own memory that stays in the graph (gradients flow back)."""
+        return _Clone()(self)
 
     # -- graph control --------------------------------------------------------
     def detach(self) -> Tensor:
@@ -518,8 +621,44 @@ class Tensor:
         return F.masked_fill(self, mask, value)
 
 
+def detach_state(state):
+    """A recurrent state (a tensor, or a tuple such as an LSTM's (h, c)) with the same values
+    and no history, so the next backward pass stops here; None stays None.
+
+    Example:
+        >>> h = Tensor(np.ones((1, 2, 3)), requires_grad=True) * 2
+        >>> detach_state(h).requires_grad, detach_state((h, h))[1].requires_grad
+        (False, False)
+    """
+    if state is None:
+        return None
+    if isinstance(state, (tuple, list)):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
 def _data_of(value):
     return value.data if isinstance(value, Tensor) else value
+
+
+class _Size(int):
+    """An int (the number of elements) that, called, gives the shape or one dimension."""
+
+    def __new__(cls, count: int, shape: tuple[int, ...]):
+        size = super().__new__(cls, count)
+        size.shape = shape
+        return size
+
+    def __call__(self, dim: int | None = None):
+        return self.shape if dim is None else self.shape[dim]
+
+
+class _Clone(Function):
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, grad):
+        return grad
 
 
 def _shape_args(args) -> tuple:
@@ -572,6 +711,8 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
     added into ``leaf.grad``, which always owns its memory (never a view, never
     shared with another tensor), so ``.grad`` can safely be updated in place.
     """
+    if not memory.configured and backend.device_of(grad) == "cpu":
+        memory.keep_freed_memory()  # from the first backward pass on NumPy arrays
     pending: dict[object, object] = {}
     owned: set[object] = set()
 
@@ -592,6 +733,7 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
         for function in reversed(_topological_order(root.creator)):
             grads_out = [pending.pop((function, i), None) for i in range(function.num_outputs)]
             if any(g is not None for g in grads_out):
+                _check_versions(function)
                 grads_in = function.backward(*grads_out)
                 if type(grads_in) is not tuple:
                     grads_in = (grads_in,)
@@ -618,6 +760,17 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
             g = g.copy()
         stored.add(id(g))
         leaf.grad = g
+
+
+def _check_versions(function: Function) -> None:
+    """Refuse to differentiate through inputs changed in place after the forward pass."""
+    for i, (t, version) in enumerate(zip(function.inputs, function.input_versions)):
+        if t._version != version:
+            raise RuntimeError(
+                f"input {i} of {type(function).__name__} (shape {t.shape}) was changed in "
+                "place after the forward pass used it, so its gradient would be wrong; "
+                "change a copy (clone()) instead, or change it after backward()."
+            )
 
 
 def _check_gradient(function: Function, t: Tensor, g) -> None:

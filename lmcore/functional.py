@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import warnings
 
 import numpy as np
 
@@ -35,7 +36,7 @@ __all__ = [
     "reshape", "flatten", "unsqueeze", "squeeze", "transpose", "permute",
     "getitem", "embedding", "cat", "stack", "split",
     "exp", "log", "tanh", "sigmoid", "relu", "gelu", "softmax", "log_softmax",
-    "dropout", "where", "masked_fill", "cross_entropy", "layer_norm",
+    "dropout", "where", "masked_fill", "cross_entropy", "mse_loss", "layer_norm",
     "cast", "to_device",
 ]  # fmt: skip
 
@@ -666,20 +667,112 @@ class ReLU(Function):
 
 _GELU_C = math.sqrt(2 / math.pi)
 _GELU_K = 0.044715
+_GELU_FORMS = ("none", "tanh")
+
+# W. J. Cody's rational Chebyshev approximations of erf and erfc ("Rational Chebyshev
+# approximations for the error function", Math. Comp. 23, 1969; Netlib's CALERF), good
+# to double precision: erf(x) = x A(x^2) / B(x^2) for |x| <= 0.46875; erfc(x) =
+# exp(-x^2) C(x) / D(x) up to 4; beyond, exp(-x^2) / x (1/sqrt(pi) - t P(t) / Q(t)), t = 1/x^2.
+_ERF_SMALL = 0.46875
+# fmt: off
+_ERF_A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02,
+          3.20937758913846947e03, 1.85777706184603153e-1)
+_ERF_B = (2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03,
+          2.84423683343917062e03)
+_ERF_C = (5.64188496988670089e-1, 8.88314979438837594e00, 6.61191906371416295e01,
+          2.98635138197400131e02, 8.81952221241769090e02, 1.71204761263407058e03,
+          2.05107837782607147e03, 1.23033935479799725e03, 2.15311535474403846e-8)
+_ERF_D = (1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02,
+          1.62138957456669019e03, 3.29079923573345963e03, 4.36261909014324716e03,
+          3.43936767414372164e03, 1.23033935480374942e03)
+_ERF_P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1,
+          1.60837851487422766e-2, 6.58749161529837803e-4, 1.63153871373020978e-2)
+_ERF_Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1,
+          6.05183413124413191e-2, 2.33520497626869185e-3)
+# fmt: on
+
+
+def _rational(t, numerator: tuple, denominator: tuple):
+    """Cody's ratio of polynomials in ``t``, by Horner's rule: the numerator's last
+    coefficient leads, the denominator is monic."""
+    degree = len(denominator)
+    top, bottom = numerator[-1] * t, t
+    for a, b in zip(numerator[: degree - 1], denominator[:-1]):
+        top = (top + a) * t
+        bottom = (bottom + b) * t
+    return (top + numerator[degree - 1]) / (bottom + denominator[-1])
+
+
+def _erfc_outside(y):
+    """erfc(y) for y >= 0.46875 (float64 array), to about 1e-15 relative error; smaller
+    y are computed as if they were 0.46875 (the caller takes another branch there)."""
+    xp = backend.get_array_module(y)
+    with np.errstate(over="ignore", under="ignore"):  # far tails: 1/y^2 and exp give 0
+        middle = xp.clip(y, _ERF_SMALL, 4.0)
+        far = xp.maximum(y, 4.0)
+        t = 1 / (far * far)
+        ratio = xp.where(
+            y <= 4.0,
+            _rational(middle, _ERF_C, _ERF_D),
+            (1 / math.sqrt(math.pi) - t * _rational(t, _ERF_P, _ERF_Q)) / far,
+        )
+        # exp(-y^2) as exp(-r^2) exp(-(y - r)(y + r)), r = y rounded down to 1/16: exact
+        # r^2 keeps the relative error of the product small where y^2 is large.
+        y = xp.minimum(y, 30.0)  # erfc is 0 in float64 from 27.3 on; inf would give nan
+        rounded = xp.trunc(y * 16) / 16
+        return xp.exp(-rounded * rounded) * xp.exp(-(y - rounded) * (y + rounded)) * ratio
+
+
+def _erf(x):
+    """erf of a float64 array (NumPy or CuPy), accurate to about 1e-16 (abs)."""
+    xp = backend.get_array_module(x)
+    y = xp.abs(x)
+    inner = xp.clip(x, -_ERF_SMALL, _ERF_SMALL)
+    return xp.where(
+        y <= _ERF_SMALL,
+        inner * _rational(inner * inner, _ERF_A, _ERF_B),
+        xp.copysign(1 - _erfc_outside(y), x),
+    )
+
+
+def _normal_cdf(x):
+    """Phi(x) = 0.5 erfc(-x / sqrt(2)) of a float64 array, with a small relative error
+    also far in the left tail (where 0.5 (1 + erf(x / sqrt(2))) would lose it)."""
+    xp = backend.get_array_module(x)
+    z = x * -(1 / math.sqrt(2))
+    y = xp.abs(z)
+    inner = xp.clip(z, -_ERF_SMALL, _ERF_SMALL)
+    tail = _erfc_outside(y)  # erfc(|z|)
+    erfc = xp.where(
+        y <= _ERF_SMALL,
+        1 - inner * _rational(inner * inner, _ERF_A, _ERF_B),
+        xp.where(z > 0, tail, 2 - tail),
+    )
+    return 0.5 * erfc
 
 
 class GELU(Function):
-    """0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3), the tanh form of GPT-2.
+    """GELU, x Phi(x) with Phi the standard normal CDF, in one of PyTorch's two forms.
 
+    ``approximate="tanh"`` (GPT-2's): 0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3).
     It is x s with s = 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)), and the slope is
     s (1 + 2 x du/dx (1 - s)), so only s is kept for the backward pass. float32 computes
     s from exp, which NumPy runs up to twice as fast as its float32 tanh (exp(-2u)
     overflows to inf for very negative x, giving the limit s = 0); other dtypes use tanh,
     which keeps float64 results equal to the textbook formula to rounding. Every step is
     done in place in one or two buffers.
+
+    ``approximate="none"`` (exact): Phi from erf (:func:`_erf`, W. J. Cody's rational
+    approximations), computed in float64 and rounded once to the input's dtype; the
+    slope is d/dx [x Phi(x)] = Phi(x) + x phi(x), phi the normal density.
     """
 
+    def __init__(self, approximate: str = "tanh"):
+        self.approximate = approximate
+
     def forward(self, x):
+        if self.approximate == "none":
+            return self._exact_forward(x)
         if cuda.wanted(x):  # the CUDA kernel: one pass, nothing kept but x
             from lmcore.cuda import ops
 
@@ -704,6 +797,8 @@ class GELU(Function):
         return x * s
 
     def backward(self, grad):
+        if self.approximate == "none":
+            return self._exact_backward(grad)
         if self.s is None:
             from lmcore.cuda import ops
 
@@ -717,6 +812,26 @@ class GELU(Function):
         slope *= 1 - s
         slope += 1
         slope *= s
+        slope *= grad
+        return slope
+
+    def _exact_forward(self, x):
+        xp = backend.get_array_module(x)
+        wide = x.astype(np.float64, copy=False)
+        cdf = _normal_cdf(wide)  # Phi(x), float64
+        self.x, self.cdf = x, cdf.astype(x.dtype, copy=False)
+        return xp.asarray(wide * cdf).astype(x.dtype, copy=False)
+
+    def _exact_backward(self, grad):
+        xp = backend.get_array_module(grad)
+        x = self.x
+        with np.errstate(over="ignore", under="ignore"):  # phi(x) is 0 for |x| > 39
+            slope = xp.multiply(x, x, out=xp.empty_like(x))  # out=: stays an array when 0-d
+            slope *= -0.5
+            xp.exp(slope, out=slope)
+        slope *= x
+        slope *= 1 / math.sqrt(2 * math.pi)  # x phi(x)
+        slope += self.cdf  # Phi(x) + x phi(x)
         slope *= grad
         return slope
 
@@ -744,11 +859,24 @@ def relu(input) -> Tensor:
 
 
 def gelu(input, approximate: str = "tanh") -> Tensor:
-    """GELU in the tanh approximation of GPT-2 (``approximate="tanh"`` in PyTorch, whose
-    default is the exact erf form; NumPy has no erf, so only ``"tanh"`` is offered)."""
-    if approximate != "tanh":
-        raise ValueError(f"gelu supports approximate='tanh' only, got {approximate!r}")
-    return GELU()(_as_tensor(input))
+    """GELU, x Phi(x) with Phi the standard normal CDF, in either of PyTorch's forms:
+    ``approximate="tanh"``, GPT-2's approximation and lmcore's default (its GPT uses
+    it), or ``"none"``, the exact erf form and PyTorch's default. They differ by at
+    most 5e-4.
+
+    Example:
+        >>> x = Tensor(np.array([-1.0, 0.0, 1.0]))
+        >>> np.round(gelu(x, approximate="none").numpy(), 6)
+        array([-0.158655,  0.      ,  0.841345])
+        >>> np.round(gelu(x).numpy(), 6)  # the tanh form
+        array([-0.158808,  0.      ,  0.841192])
+    """
+    if approximate not in _GELU_FORMS:
+        raise ValueError(
+            "gelu's approximate is 'none' (the exact erf form, PyTorch's default) or 'tanh' "
+            f"(GPT-2's approximation, lmcore's default), got {approximate!r}"
+        )
+    return GELU(approximate)(_as_tensor(input))
 
 
 # ---------------------------------------------------------------------------
@@ -1019,6 +1147,39 @@ def cross_entropy(
     if targets.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy targets must be integers, got dtype {targets.dtype}")
     return CrossEntropy(targets, ignore_index, label_smoothing, reduction)(logits)
+
+
+def mse_loss(input, target, *, reduction: str = "mean") -> Tensor:
+    """Mean squared error, ``(input - target) ** 2`` averaged ("mean"), summed ("sum")
+    or kept per element ("none"); differentiable in both arguments.
+
+    A target of another shape is broadcast against the input, with a warning, as in
+    PyTorch: (N, 1) predictions against (N,) targets give an (N, N) difference.
+
+    Example:
+        >>> mse_loss(Tensor([1.0, 2.0]), Tensor([0.0, 0.0])).item()
+        2.5
+        >>> mse_loss(Tensor([1.0, 2.0]), np.zeros(2, np.float32), reduction="none").numpy()
+        array([1., 4.], dtype=float32)
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    input = _as_tensor(input)
+    if not isinstance(target, Tensor):  # an array or number: the input's dtype and device
+        xp = backend.get_array_module(input.data)
+        target = Tensor._make(xp.asarray(target, dtype=input.dtype), None, 0)
+    if input.shape != target.shape:
+        warnings.warn(
+            f"mse_loss got a target of shape {target.shape} and an input of shape "
+            f"{input.shape}; they are broadcast together, which is rarely meant. Give "
+            "both the same shape (e.g. reshape the target).",
+            stacklevel=2,
+        )
+    difference = sub(input, target)
+    squared = mul(difference, difference)
+    if reduction == "none":
+        return squared
+    return sum(squared) if reduction == "sum" else mean(squared)
 
 
 class LayerNorm(Function):

@@ -1,4 +1,11 @@
-"""Choosing the next token from a model's logits: greedy, temperature and top-k sampling.
+"""Generating text with a language model: the one loop every model's ``generate`` runs,
+and the choice of each next token from the logits (greedy, temperature, top-k).
+
+A model plugs in through one method, ``next_token_logits(idx, state)``: given all the
+ids so far (B, T) and what it returned the step before (None at first), it returns the
+logits of the next token (B, V) and a new state. A GPT recomputes from the (cropped)
+context and keeps no state; a recurrent model reads the whole prompt once, then one
+token a step, carrying its hidden state.
 
 Example:
     >>> import numpy as np
@@ -9,9 +16,70 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from lmcore import backend
+from lmcore.autograd import no_grad
+from lmcore.rng import default_generator
+
+__all__ = ["check_sampling", "evaluating", "generate", "sample_next"]
+
+
+def check_sampling(temperature: float, top_k: int | None) -> None:
+    """A clear error for a temperature below 0 or a top_k below 1."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be a positive number of tokens, got {top_k}")
+
+
+@contextlib.contextmanager
+def evaluating(model):
+    """Evaluation mode (no dropout) and no gradient inside; the model's mode restored after.
+
+    Example:
+        >>> from lmcore import nn
+        >>> layer = nn.Dropout(0.5)
+        >>> with evaluating(layer):
+        ...     layer.training
+        False
+        >>> layer.training
+        True
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def generate(model, idx, max_new_tokens: int, temperature: float = 1.0,
+             top_k: int | None = None, seed: int | None = None):  # fmt: skip
+    """Continue each row of ``idx`` (B, T) by ``max_new_tokens`` tokens drawn from
+    ``model.next_token_logits``; returns the ids (B, T + max_new_tokens) on the model's
+    device. ``seed`` fixes the draws (else lmcore.rng's generator is used)."""
+    check_sampling(temperature, top_k)
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    idx = model._checked_ids(idx)
+    if idx.shape[1] == 0:
+        raise ValueError(
+            "generate needs a prompt of at least one token per row, got shape "
+            f"{tuple(idx.shape)}; start from a token such as a newline or <|endoftext|>."
+        )
+    xp = backend.get_array_module(idx)
+    generator = default_generator(xp) if seed is None else xp.random.default_rng(seed)
+    pieces, state = [idx], None
+    with evaluating(model):
+        for _ in range(max_new_tokens):
+            context = pieces[0] if len(pieces) == 1 else xp.concatenate(pieces, axis=1)
+            logits, state = model.next_token_logits(context, state)  # (B, V)
+            pieces = [context, sample_next(logits, temperature, top_k, generator).astype(idx.dtype)]
+    return pieces[0] if len(pieces) == 1 else xp.concatenate(pieces, axis=1)
 
 
 def sample_next(logits, temperature: float, top_k: int | None, generator):

@@ -8,8 +8,8 @@ as untouched pages that the kernel must fault in and zero one by one: on a small
 that costs more than the arithmetic. Raising glibc's mmap threshold to its maximum
 (32 MiB) and its trim threshold to 1 GiB lets freed blocks be reused as they are.
 
-:func:`keep_freed_memory` is called once when :mod:`lmcore.autograd` is imported. It
-does nothing off glibc, when ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_``
+:func:`keep_freed_memory` is called once, by the first backward pass on NumPy arrays
+(importing lmcore changes nothing). It does nothing off glibc, when ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_``
 are set in the environment (the user's choice wins), or when
 ``LMCORE_KEEP_FREED_MEMORY=0``.
 
@@ -28,8 +28,13 @@ _M_TRIM_THRESHOLD = -1  # mallopt parameter numbers from glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
 
 
+configured = False  # keep_freed_memory has run
+
+
 def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> bool:
     """Raise glibc's mmap and trim thresholds; True when both were set."""
+    global configured
+    configured = True
     if (
         not sys.platform.startswith("linux")
         or os.environ.get("LMCORE_KEEP_FREED_MEMORY", "1") == "0"

@@ -4,7 +4,9 @@ Token embeddings (``wte``) plus position information (learned ``wpe``, fixed sin
 or rotary embeddings inside attention), ``n_layer`` pre-norm blocks (``h.0`` ...), a
 final LayerNorm (``ln_f``) and a projection to the vocabulary (``lm_head``), which by
 default shares its weight with ``wte``. Parameter names match the Hugging Face ``gpt2``
-checkpoints, so :meth:`GPT.load_gpt2` reads their ``model.safetensors`` directly.
+checkpoints: :meth:`GPT.from_pretrained` and :meth:`GPT.save_pretrained` read and write
+the directories of ``transformers``' ``GPT2LMHeadModel`` (``config.json`` and
+``model.safetensors``), and :meth:`GPT.load_gpt2` reads a lone ``model.safetensors``.
 
 Example:
     >>> import numpy as np
@@ -20,26 +22,27 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
 from lmcore import backend
 from lmcore import functional as F
 from lmcore.atomic import write_atomically
-from lmcore.autograd import Tensor, no_grad
-from lmcore.generate import sample_next
+from lmcore.autograd import Tensor
+from lmcore.generate import generate
 from lmcore.nn import init
 from lmcore.nn.attention import SinusoidalPositionalEncoding
 from lmcore.nn.layers import Dropout, Embedding, LayerNorm, Linear
 from lmcore.nn.module import Module, ModuleList
 from lmcore.nn.transformer import Block
 from lmcore.optim import AdamW, weight_decay_groups
-from lmcore.rng import default_generator
 
 __all__ = ["GPT", "GPTConfig"]
 
@@ -49,6 +52,30 @@ GPT2_HEAD_DIM = 64  # every GPT-2 size: small 768/12, medium 1024/16, large 1280
 _CONV1D_WEIGHT = re.compile(r"h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight")
 # Causal-mask buffers that some GPT-2 files carry; they hold no learned numbers.
 _MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
+GPT2_END_OF_TEXT = 50256  # the id of GPT-2's <|endoftext|>, its bos and eos token
+# GPT2Config's defaults in transformers, for what a config.json leaves out.
+_HF_GPT2_DEFAULTS = {
+    "vocab_size": 50257,
+    "n_positions": 1024,
+    "n_embd": 768,
+    "n_layer": 12,
+    "n_head": 12,
+    "n_inner": None,
+    "activation_function": "gelu_new",
+    "resid_pdrop": 0.1,
+    "embd_pdrop": 0.1,
+    "attn_pdrop": 0.1,
+    "layer_norm_epsilon": 1e-5,
+    "initializer_range": 0.02,
+    "scale_attn_weights": True,
+    "scale_attn_by_inverse_layer_idx": False,
+    "reorder_and_upcast_attn": False,
+    "add_cross_attention": False,
+    "tie_word_embeddings": True,
+}
+_GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")  # transformers' names of GELU's tanh form
+# Weight files of other formats that a Hugging Face directory may hold instead.
+_OTHER_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5")
 
 
 @dataclass
@@ -221,28 +248,114 @@ class GPT(Module):
         quadratic in length; a key-value cache avoids that. ``temperature`` divides the
         logits (0 means always the most likely token); ``top_k`` samples among the k most
         likely tokens only; ``seed`` fixes the draws (else lmcore.rng's generator is used).
-        Runs in evaluation mode (no dropout) and restores the mode afterwards.
+        Runs in evaluation mode (no dropout) and restores the mode afterwards
+        (:func:`lmcore.generate.generate`).
         """
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be a positive number of tokens, got {top_k}")
-        idx = self._checked_ids(idx)
-        xp = backend.get_array_module(idx)
-        generator = default_generator(xp) if seed is None else xp.random.default_rng(seed)
-        was_training = self.training
-        self.eval()
-        try:
-            with no_grad():
-                for _ in range(max_new_tokens):
-                    logits = self(idx[:, -self.config.block_size :]).data[:, -1, :]  # (B, V)
-                    next_ids = sample_next(logits, temperature, top_k, generator)  # (B, 1)
-                    idx = xp.concatenate([idx, next_ids.astype(idx.dtype)], axis=1)
-        finally:
-            self.train(was_training)
-        return idx
+        return generate(self, idx, max_new_tokens, temperature, top_k, seed)
+
+    def next_token_logits(self, idx, state=None):
+        """Logits (B, V) of the token after ``idx`` (B, T), from the last ``block_size``
+        tokens; no state is carried (see :mod:`lmcore.generate`)."""
+        return self(idx[:, -self.config.block_size :]).data[:, -1, :], None
 
     # -- GPT-2 weights -----------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls, directory, device=None, dtype="float32", dropout: float | None = None
+    ) -> GPT:
+        """A GPT from a Hugging Face GPT-2 directory: ``config.json`` and
+        ``model.safetensors`` (or the shards that ``model.safetensors.index.json`` lists),
+        as :meth:`save_pretrained` or ``transformers``' ``GPT2LMHeadModel.save_pretrained``
+        write them.
+
+        Width, depth, heads, vocabulary and context come from ``config.json``, so any shape
+        loads, and the weights are checked against it. Names may carry the
+        ``transformer.`` prefix or not, causal-mask buffers (``attn.bias``,
+        ``attn.masked_bias``) are skipped, and float16 or bfloat16 files become
+        ``dtype`` (float32 unless told). ``lm_head`` is tied to ``wte`` when the config
+        says ``tie_word_embeddings`` (its default). The three dropout rates of the config
+        must agree, as lmcore's GPT has one; else pass ``dropout``. As in ``transformers``,
+        the model comes back in evaluation mode: call ``.train()`` to train it.
+
+        Example:
+            >>> import tempfile
+            >>> config = GPTConfig(vocab_size=101, block_size=32, n_layer=2, n_head=3, n_embd=48)
+            >>> model = GPT(config)                       # width 48 in 3 heads: no GPT-2 size
+            >>> with tempfile.TemporaryDirectory() as directory:
+            ...     model.save_pretrained(directory)
+            ...     again = GPT.from_pretrained(directory)
+            >>> again.config.n_head, again.config.n_embd, again.training
+            (3, 48, False)
+        """
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(
+                f"GPT.from_pretrained: no directory {directory}"
+                + (
+                    "; it is a file: GPT.load_gpt2 reads a lone model.safetensors."
+                    if directory.is_file()
+                    else "; it should hold config.json and model.safetensors."
+                )
+            )
+        config_path = directory / "config.json"
+        config = _config_from_hf(_read_hf_config(config_path), config_path, dropout)
+        source, state_dict = _read_hf_weights(directory)
+        model = cls._from_gpt2_weights(_strip_gpt2_names(state_dict), config, device, dtype, source)
+        return model.eval()
+
+    def save_pretrained(self, directory) -> None:
+        """Write the model as ``transformers`` writes a ``GPT2LMHeadModel``: ``config.json``
+        (``GPT2Config``'s keys) and ``model.safetensors`` (names with the ``transformer.``
+        prefix, Conv1D weights as (in, out), ``lm_head.weight`` only when not tied), each
+        file atomically, into ``directory`` (made if missing). ``transformers`` and
+        :meth:`from_pretrained` both load it. Only what GPT-2 can express is saved this
+        way: learned positions and biases (see :meth:`to_gpt2_state_dict`).
+
+        Example:
+            >>> import tempfile
+            >>> config = GPTConfig(vocab_size=101, block_size=32, n_layer=2, n_head=3, n_embd=48)
+            >>> model = GPT(config)                       # width 48 in 3 heads: no GPT-2 size
+            >>> with tempfile.TemporaryDirectory() as directory:
+            ...     model.save_pretrained(directory)
+            ...     sorted(os.listdir(directory))
+            ['config.json', 'model.safetensors']
+        """
+        weights = self.to_gpt2_state_dict()  # refuses what GPT-2 cannot express, first
+        hf_names = OrderedDict(
+            (name if name == "lm_head.weight" else f"transformer.{name}", array)
+            for name, array in weights.items()
+        )
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        _save_safetensors(directory / "model.safetensors", hf_names)
+        text = json.dumps(self._hf_config(), indent=2, sort_keys=True) + "\n"
+        write_atomically(
+            directory / "config.json", lambda temporary: Path(temporary).write_text(text)
+        )
+
+    def _hf_config(self) -> dict:
+        """``config.json`` for :meth:`save_pretrained`: ``GPT2Config``'s keys and values."""
+        c = self.config
+        end_of_text = GPT2_END_OF_TEXT if c.vocab_size > GPT2_END_OF_TEXT else None
+        return {
+            "model_type": "gpt2",
+            "architectures": ["GPT2LMHeadModel"],
+            **_HF_GPT2_DEFAULTS,
+            "vocab_size": c.vocab_size,
+            "n_positions": c.block_size,
+            "n_ctx": c.block_size,
+            "n_embd": c.n_embd,
+            "n_layer": c.n_layer,
+            "n_head": c.n_head,
+            "resid_pdrop": c.dropout,
+            "embd_pdrop": c.dropout,
+            "attn_pdrop": c.dropout,
+            "tie_word_embeddings": c.tie_weights,
+            "bos_token_id": end_of_text,
+            "eos_token_id": end_of_text,
+            "torch_dtype": str(np.dtype(self.wte.weight.dtype)),
+        }
+
     @classmethod
     def from_gpt2_state_dict(cls, state_dict, n_head: int | None = None, device=None, dtype=None):
         """A GPT holding the weights of a Hugging Face GPT-2 state dict (arrays by name).
@@ -251,56 +364,120 @@ class GPT(Module):
         are ignored; ``lm_head.weight``, when present and different from ``wte.weight``,
         unties the two. Vocabulary, context, width and depth come from the shapes. The
         number of heads cannot: it defaults to width / 64, right for every GPT-2 size
-        (small 12, medium 16, large 20, xl 25); pass ``n_head`` for anything else. The
-        dtype defaults to the checkpoint's (float32 for GPT-2).
+        (small 12, medium 16, large 20, xl 25); pass ``n_head`` for anything else, or use
+        :meth:`from_pretrained`, which reads it from ``config.json``. The dtype defaults
+        to the checkpoint's (float32 for GPT-2).
         """
-        weights = {k: _numpy(v) for k, v in _strip_gpt2_names(state_dict).items()}
+        weights = _strip_gpt2_names(state_dict)
         if "wte.weight" not in weights or "wpe.weight" not in weights:
             raise KeyError(
                 "not a GPT-2 state dict: it lacks wte.weight or wpe.weight; keys found: "
                 + ", ".join(list(weights)[:8])
             )
         vocab_size, n_embd = weights["wte.weight"].shape
-        layers = {int(m.group(1)) for k in weights if (m := re.match(r"h\.(\d+)\.", k))}
+        layers = [int(m.group(1)) for k in weights if (m := re.match(r"h\.(\d+)\.", k))]
         if n_head is None:
             if n_embd % GPT2_HEAD_DIM:
                 raise ValueError(
                     f"cannot infer the number of heads of a width-{n_embd} model (GPT-2 sizes "
-                    f"have heads of width {GPT2_HEAD_DIM}); pass n_head=."
+                    f"have heads of width {GPT2_HEAD_DIM}); pass n_head=, or keep a "
+                    "config.json beside the weights and use GPT.from_pretrained."
                 )
             n_head = n_embd // GPT2_HEAD_DIM
-        lm_head = weights.pop("lm_head.weight", None)
-        tied = lm_head is None or np.array_equal(lm_head, weights["wte.weight"])
+        lm_head = weights.get("lm_head.weight")
         config = GPTConfig(
             vocab_size=vocab_size,
             block_size=weights["wpe.weight"].shape[0],
-            n_layer=len(layers),
+            n_layer=max(layers) + 1 if layers else 0,
             n_head=n_head,
             n_embd=n_embd,
-            tie_weights=tied,
+            tie_weights=lm_head is None or np.array_equal(lm_head, weights["wte.weight"]),
         )
-        model = cls(config, device=device, dtype=dtype or weights["wte.weight"].dtype)
-        ours = {k: v.T if _CONV1D_WEIGHT.fullmatch(k) else v for k, v in weights.items()}
-        ours["lm_head.weight"] = ours["wte.weight"] if tied else lm_head
+        dtype = dtype or weights["wte.weight"].dtype
+        return cls._from_gpt2_weights(weights, config, device, dtype, "the GPT-2 state dict")
+
+    @classmethod
+    def _from_gpt2_weights(cls, weights: dict, config: GPTConfig, device, dtype, source: str):
+        """A GPT of ``config`` holding ``weights`` (from :func:`_strip_gpt2_names`): every
+        name and shape is checked first, then the weights are loaded. The one way in for
+        :meth:`from_pretrained`, :meth:`from_gpt2_state_dict` and :meth:`load_gpt2`."""
+        lm_head = weights.get("lm_head.weight")
+        tied_but_stored = config.tie_weights and lm_head is not None and "wte.weight" in weights
+        if tied_but_stored and not np.array_equal(lm_head, weights["wte.weight"]):
+            raise ValueError(
+                f"{source} ties lm_head to wte (tie_word_embeddings), yet its "
+                "lm_head.weight differs from wte.weight; set tie_word_embeddings to "
+                "false in config.json to keep both."
+            )
+        model = cls(config, device=device, dtype=dtype)
+        expected = {
+            name: tuple(array.shape[::-1] if _CONV1D_WEIGHT.fullmatch(name) else array.shape)
+            for name, array in model.state_dict().items()
+            if not (name == "lm_head.weight" and config.tie_weights)
+        }
+        missing = [name for name in expected if name not in weights]
+        unexpected = [
+            name
+            for name in weights
+            if name not in expected and not (name == "lm_head.weight" and config.tie_weights)
+        ]
+        mismatched = [
+            f"{name}: file {tuple(weights[name].shape)}, model {shape}"
+            for name, shape in expected.items()
+            if name in weights and tuple(weights[name].shape) != shape
+        ]
+        problems = [
+            f"{kind}: {joiner.join(names)}"
+            for kind, joiner, names in (
+                ("missing keys", ", ", missing),
+                ("unexpected keys", ", ", unexpected),
+                ("shape mismatches", "; ", mismatched),
+            )
+            if names
+        ]
+        if problems:
+            c = config
+            raise RuntimeError(
+                f"cannot load {source} into a GPT with vocab_size={c.vocab_size}, "
+                f"block_size={c.block_size}, n_layer={c.n_layer}, n_head={c.n_head}, "
+                f"n_embd={c.n_embd}, tie_weights={c.tie_weights}:\n  "
+                + "\n  ".join(problems)
+                + "\n(GPT-2 names, Conv1D weights as (in, out).) Is it a GPT-2 checkpoint, "
+                "complete, and of the shape its config gives?"
+            )
+        ours = {
+            name: array.T if _CONV1D_WEIGHT.fullmatch(name) else array
+            for name, array in weights.items()
+            if name != "lm_head.weight"
+        }
+        ours["lm_head.weight"] = ours["wte.weight"] if config.tie_weights else lm_head
         model.load_state_dict(ours)
         return model
 
     @classmethod
     def load_gpt2(cls, path, n_head: int | None = None, device=None, dtype=None) -> GPT:
-        """A GPT from a GPT-2 ``model.safetensors`` file (see :meth:`from_gpt2_state_dict`)."""
-        from safetensors.numpy import load_file
-
-        return cls.from_gpt2_state_dict(load_file(os.fspath(path)), n_head, device, dtype)
+        """A GPT from a GPT-2 ``model.safetensors`` file (see :meth:`from_gpt2_state_dict`;
+        bfloat16 tensors are read as float32). :meth:`from_pretrained` reads a whole
+        directory, ``config.json`` included, so it needs no ``n_head``."""
+        return cls.from_gpt2_state_dict(_read_safetensors(path), n_head, device, dtype)
 
     def to_gpt2_state_dict(self) -> OrderedDict:
         """The weights as NumPy arrays in the Hugging Face GPT-2 layout: HF names, Conv1D
         weights transposed to (in, out), no causal-mask buffers, ``lm_head.weight`` only
         when it is not tied to ``wte``. Needs ``positional="learned"`` and ``bias=True``."""
-        if self.config.positional != "learned" or not self.config.bias:
+        refused = []
+        if self.config.positional != "learned":
+            refused.append(
+                f"positional={self.config.positional!r} (GPT-2 has learned positions, "
+                "positional='learned')"
+            )
+        if not self.config.bias:
+            refused.append("bias=False (GPT-2 has biases in every Linear and LayerNorm)")
+        if refused:
             raise ValueError(
-                "the GPT-2 layout needs learned positions and biases; this model has "
-                f"positional={self.config.positional!r}, bias={self.config.bias}. Save it "
-                "with state_dict() instead."
+                "the GPT-2 layout cannot hold this model: "
+                + "; ".join(refused)
+                + ". Save it with state_dict() instead."
             )
         result = OrderedDict()
         for name, array in self.state_dict().items():
@@ -315,27 +492,22 @@ class GPT(Module):
     def save_gpt2(self, path) -> None:
         """Write :meth:`to_gpt2_state_dict` to a safetensors file, atomically (a partial file
         never replaces a good one). The metadata says ``format: pt`` as in GPT-2's own
-        files, so Hugging Face loaders accept it too."""
-        from safetensors.numpy import save_file
-
-        write_atomically(
-            path,
-            lambda temporary: save_file(
-                self.to_gpt2_state_dict(), temporary, metadata={"format": "pt"}
-            ),
-        )
+        files, so Hugging Face loaders accept it too. :meth:`save_pretrained` writes a
+        whole directory that ``transformers`` loads, ``config.json`` included."""
+        _save_safetensors(path, self.to_gpt2_state_dict())
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in asdict(self.config).items())
 
 
 def _strip_gpt2_names(state_dict) -> dict:
-    """HF GPT-2 names without the ``transformer.`` prefix and without mask buffers."""
+    """NumPy arrays by HF GPT-2 name, without the ``transformer.`` prefix and without the
+    mask buffers."""
     weights = {}
     for key, value in state_dict.items():
         name = key.removeprefix("transformer.")
         if not _MASK_BUFFER.fullmatch(name):
-            weights[name] = value
+            weights[name] = _numpy(value)
     return weights
 
 
@@ -344,3 +516,133 @@ def _numpy(array) -> np.ndarray:
     if hasattr(array, "__cuda_array_interface__"):
         return backend.to_device(array, "cpu")
     return np.asarray(array)
+
+
+# -- Hugging Face files ----------------------------------------------------------------------
+
+
+def _read_hf_config(path: Path) -> dict:
+    """``config.json`` of a GPT-2 directory, with ``GPT2Config``'s defaults for what it
+    leaves out; a clear error when it is missing or describes another model."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"GPT.from_pretrained: {path.parent} has no config.json (it holds: "
+            f"{', '.join(sorted(p.name for p in path.parent.iterdir())) or 'nothing'})"
+        )
+    try:
+        with open(path, encoding="utf-8") as file:
+            settings = json.load(file)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    model_type = settings.get("model_type")
+    if model_type != "gpt2":
+        raise ValueError(
+            f"{path} describes a model of type {model_type!r}, not 'gpt2'; "
+            "GPT.from_pretrained reads GPT-2 checkpoints only."
+        )
+    return {**_HF_GPT2_DEFAULTS, **settings}
+
+
+def _config_from_hf(hf: dict, path: Path, dropout: float | None) -> GPTConfig:
+    """The GPTConfig of a Hugging Face GPT-2 config, or an error naming the setting that
+    lmcore's GPT cannot follow."""
+    n_embd = hf["n_embd"]
+    requirements = {  # setting: (accepted values, what lmcore's GPT does)
+        "activation_function": (_GELU_TANH, "GELU in its tanh form, 'gelu_new'"),
+        "n_inner": ((None, 4 * n_embd), f"an MLP of width 4 * n_embd = {4 * n_embd}"),
+        "layer_norm_epsilon": ((1e-5,), "LayerNorm with eps 1e-5"),
+        "scale_attn_weights": ((True,), "attention scores scaled by 1/sqrt(head width)"),
+        "scale_attn_by_inverse_layer_idx": ((False,), "no extra scaling by layer"),
+        "add_cross_attention": ((False,), "no cross-attention"),
+    }
+    for key, (accepted, ours) in requirements.items():
+        if hf[key] not in accepted:
+            raise ValueError(
+                f"{path} sets {key}={hf[key]!r}, which lmcore's GPT cannot follow: it has {ours}."
+            )
+    if dropout is None:
+        rates = {key: hf[key] for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop")}
+        if len(set(rates.values())) > 1:
+            raise ValueError(
+                f"{path} sets different dropout rates "
+                f"({', '.join(f'{k}={v}' for k, v in rates.items())}); lmcore's GPT has "
+                "one: pass dropout= to GPT.from_pretrained."
+            )
+        dropout = rates["resid_pdrop"]
+    return GPTConfig(
+        vocab_size=hf["vocab_size"],
+        block_size=hf["n_positions"],
+        n_layer=hf["n_layer"],
+        n_head=hf["n_head"],
+        n_embd=n_embd,
+        dropout=dropout,
+        tie_weights=bool(hf["tie_word_embeddings"]),
+    )
+
+
+def _read_hf_weights(directory: Path) -> tuple[str, dict]:
+    """(a name for the messages, the arrays by name) from ``model.safetensors``, or from
+    the shards that ``model.safetensors.index.json`` maps the names to."""
+    single, index = directory / "model.safetensors", directory / "model.safetensors.index.json"
+    if single.is_file():
+        return str(single), _read_safetensors(single)
+    if index.is_file():
+        with open(index, encoding="utf-8") as file:
+            shards = sorted(set(json.load(file)["weight_map"].values()))
+        weights = {}
+        for shard in shards:
+            weights.update(_read_safetensors(directory / shard))
+        return f"the shards of {index}", weights
+    others = [name for name in _OTHER_WEIGHT_FILES if (directory / name).exists()]
+    raise FileNotFoundError(
+        f"GPT.from_pretrained: {directory} has no model.safetensors"
+        + (
+            f", only {', '.join(others)}; lmcore reads safetensors only: load it in "
+            "transformers and save it again with save_pretrained (safetensors by default)."
+            if others
+            else "."
+        )
+    )
+
+
+def _read_safetensors(path) -> dict:
+    """Every tensor of a safetensors file as a NumPy array; bfloat16 ones, which NumPy
+    lacks, as float32 (exactly: a bfloat16 is the top half of a float32)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no safetensors file {path}")
+    arrays, bfloat16 = {}, []
+    try:
+        with safe_open(path, framework="np") as file:
+            names = file.keys()  # a safe_open handle is not iterable itself
+            for name in names:
+                if file.get_slice(name).get_dtype() == "BF16":
+                    bfloat16.append(name)
+                else:
+                    arrays[name] = file.get_tensor(name)
+    except SafetensorError as error:
+        raise ValueError(f"{path} is not a readable safetensors file: {error}") from error
+    if bfloat16:
+        # The format: an 8-byte little-endian header length, a JSON header giving each
+        # tensor's dtype, shape and byte range, then the bytes.
+        with open(path, "rb") as file:
+            length = int.from_bytes(file.read(8), "little")
+            header = json.loads(file.read(length))
+            for name in bfloat16:
+                begin, end = header[name]["data_offsets"]
+                file.seek(8 + length + begin)
+                bits = np.frombuffer(file.read(end - begin), dtype="<u2")
+                widened = (bits.astype(np.uint32) << 16).view(np.float32)
+                arrays[name] = widened.reshape(header[name]["shape"])
+    return arrays
+
+
+def _save_safetensors(path, weights) -> None:
+    """NumPy arrays to a safetensors file, atomically, with GPT-2's ``format: pt``."""
+    from safetensors.numpy import save_file
+
+    write_atomically(
+        path, lambda temporary: save_file(dict(weights), temporary, metadata={"format": "pt"})
+    )

@@ -24,31 +24,13 @@ from __future__ import annotations
 
 from lmcore import backend, nn
 from lmcore import functional as F
-from lmcore.autograd import Tensor, no_grad
-from lmcore.generate import sample_next
+from lmcore.autograd import Tensor, detach_state
+from lmcore.generate import generate
 from lmcore.nn.recurrent import GRU, LSTM, RNN
-from lmcore.rng import default_generator
 
 __all__ = ["RNNLanguageModel", "detach_state"]
 
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
-
-
-def detach_state(state):
-    """The recurrent state (a tensor, or an LSTM's pair (h, c)) with the same values and no
-    history, so the next backward pass stops here; None stays None.
-
-    Example:
-        >>> import numpy as np
-        >>> h = Tensor(np.ones((1, 2, 3)), requires_grad=True) * 2
-        >>> detach_state(h).requires_grad, detach_state((h, h))[1].requires_grad
-        (False, False)
-    """
-    if state is None:
-        return None
-    if isinstance(state, (tuple, list)):
-        return tuple(s.detach() for s in state)
-    return state.detach()
 
 
 class RNNLanguageModel(nn.Module):
@@ -140,28 +122,14 @@ class RNNLanguageModel(nn.Module):
             >>> model.generate(np.zeros((2, 3), np.int64), max_new_tokens=4, seed=0).shape
             (2, 7)
         """
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be a positive number of tokens, got {top_k}")
-        idx = self._checked_ids(idx)
-        if idx.shape[1] == 0:
-            raise ValueError("generate needs a prompt of at least one token per row")
-        xp = backend.get_array_module(idx)
-        generator = default_generator(xp) if seed is None else xp.random.default_rng(seed)
-        was_training = self.training
-        self.eval()
-        pieces, state, context = [idx], None, idx
-        try:
-            with no_grad():
-                for _ in range(max_new_tokens):
-                    logits, state = self(context, state=state)
-                    context = sample_next(logits.data[:, -1, :], temperature, top_k, generator)
-                    context = context.astype(idx.dtype)  # (B, 1): the next input
-                    pieces.append(context)
-        finally:
-            self.train(was_training)
-        return xp.concatenate(pieces, axis=1)
+        return generate(self, idx, max_new_tokens, temperature, top_k, seed)
+
+    def next_token_logits(self, idx, state=None):
+        """Logits (B, V) of the token after ``idx`` (B, T) and the new state: the whole
+        prompt at first (``state`` None), then only the last token (see
+        :mod:`lmcore.generate`)."""
+        logits, state = self(idx if state is None else idx[:, -1:], state=state)
+        return logits.data[:, -1, :], state
 
     def extra_repr(self) -> str:
         return f"vocab_size={self.vocab_size}, cell={self.cell!r}"

@@ -1,7 +1,8 @@
 """Neural-network building blocks: :class:`Module`, :class:`Parameter`, layers and init.
 
 Names, argument orders, shapes and parameter names follow ``torch.nn``, so code
-and weights move between the two.
+and weights move between the two; :mod:`lmcore.nn.functional` is ``torch.nn.functional``'s
+counterpart.
 
 Example:
     >>> import numpy as np
@@ -14,10 +15,19 @@ Example:
     146
 """
 
-from lmcore.nn import init
+from lmcore.nn import functional, init
 from lmcore.nn.attention import MultiHeadAttention, RotaryEmbedding, SinusoidalPositionalEncoding
-from lmcore.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU, Tanh
-from lmcore.nn.module import Module, ModuleList, Parameter, Sequential, functional_call
+from lmcore.nn.layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU, Tanh
+from lmcore.nn.losses import CrossEntropyLoss, MSELoss
+from lmcore.nn.module import (
+    Module,
+    ModuleDict,
+    ModuleList,
+    Parameter,
+    ParameterList,
+    Sequential,
+    functional_call,
+)
 from lmcore.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from lmcore.nn.transformer import MLP, Block
 
@@ -34,16 +44,22 @@ __all__ = [
     "RotaryEmbedding",
     "SinusoidalPositionalEncoding",
     "GELU",
+    "CrossEntropyLoss",
     "Dropout",
     "Embedding",
+    "Identity",
     "LayerNorm",
     "Linear",
+    "MSELoss",
     "Module",
+    "ModuleDict",
     "ModuleList",
     "Parameter",
+    "ParameterList",
     "ReLU",
     "Sequential",
     "Tanh",
+    "functional",
     "functional_call",
     "init",
 ]

@@ -26,7 +26,7 @@ from lmcore.autograd import Tensor
 from lmcore.nn import init
 from lmcore.nn.module import Module, Parameter
 
-__all__ = ["GELU", "Dropout", "Embedding", "LayerNorm", "Linear", "ReLU", "Tanh"]
+__all__ = ["GELU", "Dropout", "Embedding", "Identity", "LayerNorm", "Linear", "ReLU", "Tanh"]
 
 
 def _new_parameter(shape: tuple[int, ...], device: str | None, dtype) -> Parameter:
@@ -197,13 +197,25 @@ class ReLU(Module):
 
 
 class GELU(Module):
-    """GELU in GPT-2's tanh approximation (PyTorch's ``GELU(approximate="tanh")``; the
-    exact erf form, PyTorch's default, is not offered)."""
+    """GELU, x Phi(x) with Phi the standard normal CDF. The default is GPT-2's tanh
+    approximation (``approximate="tanh"``, which lmcore's GPT uses); ``"none"`` gives
+    the exact erf form, PyTorch's default for ``nn.GELU()``.
+
+    Example:
+        >>> x = Tensor(np.array([-1.0, 1.0]))
+        >>> np.round(GELU(approximate="none")(x).numpy(), 6)
+        array([-0.158655,  0.841345])
+        >>> GELU()
+        GELU(approximate='tanh')
+    """
 
     def __init__(self, approximate: str = "tanh"):
         super().__init__()
-        if approximate != "tanh":
-            raise ValueError(f"GELU supports approximate='tanh' only, got {approximate!r}")
+        if approximate not in ("none", "tanh"):
+            raise ValueError(
+                "GELU's approximate is 'none' (the exact erf form, PyTorch's default) or "
+                f"'tanh' (GPT-2's approximation, lmcore's default), got {approximate!r}"
+            )
         self.approximate = approximate
 
     def forward(self, x: Tensor) -> Tensor:
@@ -211,6 +223,24 @@ class GELU(Module):
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
+
+
+class Identity(Module):
+    """Returns its input unchanged: a placeholder where a layer is optional (arguments
+    are accepted and ignored, as in PyTorch).
+
+    Example:
+        >>> norm = Identity()  # instead of LayerNorm(8) in an ablation
+        >>> x = Tensor(np.ones(3, np.float32))
+        >>> norm(x) is x
+        True
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, input):
+        return input
 
 
 class Tanh(Module):

@@ -33,41 +33,74 @@ __all__ = ["SGD", "Adam", "AdamW", "Optimizer", "weight_decay_groups"]
 
 class Optimizer:
     """Base class: keeps the parameter groups and the per-parameter ``state``; subclasses
-    define ``update(param, grad, state, group)`` for one parameter."""
+    define ``update(param, grad, state, group)`` for one parameter.
+
+    The state follows its parameter: after ``model.to("float64")`` or ``model.to("cuda")``
+    the next ``step()`` converts the parameter's state arrays to its new dtype and device.
+    """
 
     def __init__(self, params, defaults: dict):
         self.defaults = defaults
         self.state: dict[Parameter, dict] = {}
         self.param_groups: list[dict] = []
+        if isinstance(params, (Tensor, dict)):
+            raise TypeError(
+                f"{type(self).__name__} takes an iterable of parameters or of parameter-group "
+                f"dicts, got one {type(params).__name__}; pass model.parameters() or [param]."
+            )
         groups = list(params)
         if not groups:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
-        seen: set[int] = set()
         for group in groups:
-            self._add_group(group, seen)
+            self.add_param_group(group)
 
-    def _add_group(self, group: dict, seen: set[int]) -> None:
-        group = {**self.defaults, **group}
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group of parameters with its own hyperparameters; those it leaves out
+        come from the optimizer's arguments. Checked as the constructor's groups are: no
+        parameter in two groups, no unknown or invalid hyperparameter. Use it to train
+        layers unfrozen during fine-tuning.
+
+        Example:
+            >>> from lmcore import nn
+            >>> body, head = nn.Linear(4, 4), nn.Linear(4, 2)
+            >>> opt = SGD(body.parameters(), lr=0.01, momentum=0.9)
+            >>> opt.add_param_group({"params": head.parameters(), "lr": 0.1})
+            >>> [(g["lr"], g["momentum"], len(g["params"])) for g in opt.param_groups]
+            [(0.01, 0.9, 2), (0.1, 0.9, 2)]
+        """
+        name = type(self).__name__
+        if not isinstance(param_group, dict) or "params" not in param_group:
+            raise TypeError(
+                f"a parameter group of {name} is a dict with a 'params' entry (and optional "
+                f"hyperparameters), got {type(param_group).__name__}"
+            )
+        group = {**self.defaults, **param_group}
         params = group["params"]
-        group["params"] = [params] if isinstance(params, Parameter) else list(params)
+        if isinstance(params, (set, frozenset)):
+            raise TypeError(
+                f"{name} needs the parameters of a group in a fixed order, got a set; "
+                "pass a list (e.g. list(model.parameters()))."
+            )
+        group["params"] = [params] if isinstance(params, Tensor) else list(params)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
         for param in group["params"]:
             if not isinstance(param, Tensor) or not param.is_leaf:
                 raise TypeError(
-                    f"{type(self).__name__} optimizes leaf tensors (parameters), got "
+                    f"{name} optimizes leaf tensors (parameters), got "
                     f"{type(param).__name__}; pass model.parameters()."
                 )
             if id(param) in seen:
                 raise ValueError(
                     f"a parameter of shape {param.shape} is in two parameter groups of "
-                    f"{type(self).__name__}; give each parameter to one group only."
+                    f"{name} (or twice in one); give each parameter to one group only."
                 )
             seen.add(id(param))
         unknown = set(group) - set(self.defaults) - {"params", "initial_lr"}
         if unknown:
             raise ValueError(
-                f"{type(self).__name__} has no hyperparameter {', '.join(sorted(unknown))}; "
+                f"{name} has no hyperparameter {', '.join(sorted(unknown))}; "
                 f"a group may set {', '.join(self.defaults)}"
             )
         self._check_hyperparameters(group)
@@ -93,7 +126,21 @@ class Optimizer:
         for group in self.param_groups:
             for param in group["params"]:
                 if param.grad is not None:
-                    self.update(param, param.grad, self.state.setdefault(param, {}), group)
+                    self.update(param, param.grad, self._state_of(param), group)
+
+    def _state_of(self, param: Parameter) -> dict:
+        """The state of ``param``, its floating arrays first moved and cast to the
+        parameter's device and dtype if the model was moved or cast since they were made."""
+        state = self.state.setdefault(param, {})
+        data = param.data
+        for key, value in state.items():
+            if (
+                hasattr(value, "dtype")
+                and value.dtype.kind == "f"
+                and (value.dtype != data.dtype or type(value) is not type(data))
+            ):
+                state[key] = _like(value, data)
+        return state
 
     def update(self, param: Parameter, grad, state: dict, group: dict) -> None:
         raise NotImplementedError(f"{type(self).__name__} must define update()")
@@ -112,7 +159,21 @@ class Optimizer:
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore hyperparameters and per-parameter state saved by :meth:`state_dict`
-        into an optimizer built over the same parameters in the same order."""
+        into an optimizer built over the same parameters in the same order.
+
+        Each setting keeps its type, also after a trip through JSON (a checkpoint's
+        metadata), which turns tuples into lists: ``betas`` comes back a tuple. State
+        arrays take each parameter's dtype and device.
+
+        Example:
+            >>> import json
+            >>> w = Parameter(np.zeros(2))
+            >>> saved = json.loads(json.dumps(Adam([w], betas=(0.8, 0.9)).state_dict()))
+            >>> opt = Adam([w])
+            >>> opt.load_state_dict(saved)
+            >>> opt.param_groups[0]["betas"]
+            (0.8, 0.9)
+        """
         saved_groups = state_dict["param_groups"]
         saved_sizes = [len(g["params"]) for g in saved_groups]
         sizes = [len(g["params"]) for g in self.param_groups]
@@ -125,7 +186,10 @@ class Optimizer:
         params = {}
         for group, saved in zip(self.param_groups, saved_groups):
             params.update(zip(saved["params"], group["params"]))
-            group.update({k: v for k, v in saved.items() if k != "params"})
+            for key, value in saved.items():
+                if key != "params":
+                    group[key] = _same_type(value, group.get(key, self.defaults.get(key)))
+            self._check_hyperparameters(group)
         self.state = {}
         for number, values in state_dict["state"].items():
             param = params[int(number)]
@@ -137,6 +201,14 @@ class Optimizer:
             settings = ", ".join(f"{k}={v}" for k, v in group.items() if k != "params")
             lines.append(f"  group {i}: {len(group['params'])} parameters, {settings}")
         return "\n".join(lines) + "\n)"
+
+
+def _same_type(value, like):
+    """A saved setting as the type the optimizer uses for it: a list back to a tuple
+    where the setting is a tuple (JSON, a checkpoint's metadata, has no tuples)."""
+    if isinstance(like, tuple) and isinstance(value, list):
+        return tuple(value)
+    return value
 
 
 def _like(value, array):
@@ -294,6 +366,8 @@ class AdamW(Adam):
         work = [(p, g) for g in self.param_groups for p in g["params"] if p.grad is not None]
         if not work or not cuda.wanted(*(a for p, _ in work for a in (p.data, p.grad))):
             return super().step()
+        for param, _ in work:
+            self._state_of(param)  # state made before a model.to() follows its parameter
         from lmcore.cuda import ops
 
         by_step: dict[tuple, list] = {}  # tensors that share a step count and betas/eps

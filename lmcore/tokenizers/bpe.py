@@ -34,7 +34,7 @@ from pathlib import Path
 
 from lmcore.tokenizers import bpe_train
 from lmcore.tokenizers.pretokenize import GPT2_PATTERN, compiled, special_splitter
-from lmcore.tokenizers.unknown import check_ids
+from lmcore.tokenizers.unknown import check_ids, require_text
 
 #: Most chunks whose ids the encoding cache holds before it is emptied.
 CACHE_SIZE = 1 << 17
@@ -139,6 +139,7 @@ class BPETokenizer:
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Ids of ``text``, with special-token strings treated as plain text."""
+        require_text(text, f"{type(self).__name__}.encode_ordinary")
         cache, ids = self._cache, []
         for chunk in self._regex.findall(text):
             try:
@@ -188,6 +189,7 @@ class BPETokenizer:
         Returns:
             list[int].
         """
+        require_text(text, f"{type(self).__name__}.encode")
         allowed = self._allowed(allowed_special, text)
         if not allowed:
             return self.encode_ordinary(text)

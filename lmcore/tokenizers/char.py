@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from lmcore.tokenizers.unknown import check_ids, check_policy, unseen_error
+from lmcore.tokenizers.unknown import check_ids, check_policy, require_text, unseen_error
 
 
 class CharTokenizer:
@@ -63,6 +63,7 @@ class CharTokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Ids of the characters of ``text``, one per character."""
+        require_text(text, "CharTokenizer.encode")
         stoi = self.stoi
         try:
             return [stoi[c] for c in text]

@@ -1,4 +1,4 @@
-"""Checks shared by the tokenizers: the policy for unseen symbols, and valid ids.
+"""Checks shared by the tokenizers: text to encode, the policy for unseen symbols, valid ids.
 
 The caller chooses: ``unk="error"`` raises a ``ValueError`` that names each unseen
 symbol and where it first occurs; any other string (``"<unk>"`` is usual) is the
@@ -14,6 +14,25 @@ Example:
 from __future__ import annotations
 
 import operator
+
+
+def require_text(text, who: str) -> str:
+    """``text`` when it is a str; otherwise a TypeError that says what to pass instead.
+
+    Example:
+        >>> require_text(None, "BPETokenizer.encode")
+        Traceback (most recent call last):
+        ...
+        TypeError: BPETokenizer.encode takes a str, got NoneType
+    """
+    if isinstance(text, str):
+        return text
+    hint = ""
+    if isinstance(text, (bytes, bytearray)):
+        hint = "; decode the bytes first, e.g. text.decode('utf-8')"
+    elif isinstance(text, (list, tuple)):
+        hint = "; for several texts call it once per text (or use encode_batch)"
+    raise TypeError(f"{who} takes a str, got {type(text).__name__}{hint}")
 
 
 def check_policy(unk: str) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import regex
 
-from lmcore.tokenizers.unknown import check_ids, check_policy, unseen_error
+from lmcore.tokenizers.unknown import check_ids, check_policy, require_text, unseen_error
 
 #: A word (with inner apostrophes), one punctuation mark, or a newline.
 WORD_PATTERN = r"\w+(?:'\w+)*|[^\w\s]|\n"
@@ -94,6 +94,7 @@ class WordTokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Ids of the tokens of ``text`` (see :data:`WORD_PATTERN`)."""
+        require_text(text, "WordTokenizer.encode")
         stoi, ids, first_seen = self.stoi, [], {}
         for m in _WORD_RE.finditer(text):
             i = stoi.get(m.group(), self.unk_id)

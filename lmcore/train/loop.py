@@ -44,8 +44,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from lmcore import backend
-from lmcore.autograd import Tensor, no_grad
-from lmcore.models.rnn import detach_state
+from lmcore.autograd import Tensor, detach_state, no_grad
 from lmcore.optim import clip_grad_norm_
 from lmcore.train.checkpoint import load_checkpoint, save_checkpoint
 from lmcore.train.history import History
