@@ -124,6 +124,7 @@ class ScaledDotProductAttention(Function):
         if (
             tk >= cuda.FLASH_ATTENTION_MIN_KEYS
             and d in ops.FLASH_HEAD_DIMS
+            and v.shape[-1] == d
             and not self.keep_weights
         ):
             self.path = "flash"
@@ -200,11 +201,15 @@ def scaled_dot_product_attention(
     scale: float | None = None,
     generator=None,
     return_weights: bool = False,
+    *,
+    attn_mask=None,
+    is_causal: bool = False,
 ):
     """Attention of every query over the keys, weighting the values, in one fused operation.
 
     Args:
-        query: (B, H, Tq, D); key and value: (B, H, Tk, D).
+        query: (B, H, Tq, D); key: (B, H, Tk, D); value: (B, H, Tk, Dv), Dv may differ
+            from D (the output is (B, H, Tq, Dv)).
         mask: broadcastable to (B, H, Tq, Tk). Boolean: True where a query may attend
             (e.g. (B, 1, 1, Tk) for padding). Floating: added to the scores (0 or -inf,
             or any bias). It is a constant: no gradient flows into it.
@@ -216,6 +221,9 @@ def scaled_dot_product_attention(
         scale: factor on the scores, 1 / sqrt(D) by default.
         return_weights: also return the attention probabilities (B, H, Tq, Tk), before
             dropout, as a tensor without gradient (for plots).
+        attn_mask, is_causal: PyTorch's names, by keyword: ``attn_mask`` is ``mask``;
+            ``is_causal`` hides the future with PyTorch's alignment (query i sees keys
+            j <= i).
 
     A query row whose keys are all masked gives zeros and passes no gradient back.
 
@@ -226,6 +234,10 @@ def scaled_dot_product_attention(
         >>> np.round(weights.numpy()[0, 0], 2)[0]       # the first query sees only itself
         array([1., 0., 0.])
     """
+    if attn_mask is not None:
+        if mask is not None:
+            raise ValueError("pass the mask once, as mask= or as attn_mask=, not both")
+        mask = attn_mask
     query, key, value = _as_tensor(query), _as_tensor(key), _as_tensor(value)
     _check_qkv(query, key, value)
     if not 0 <= dropout_p < 1:
@@ -255,7 +267,12 @@ def scaled_dot_product_attention(
                 f"attention mask must be boolean (True = may attend) or floating (added to "
                 f"the scores), got dtype {mask.dtype}"
             )
-    only_causal = causal and mask is None
+    if is_causal and num_queries != num_keys:  # PyTorch's alignment: query i sees j <= i
+        first_aligned = xp.tri(num_queries, num_keys, k=0, dtype=bool)
+        allowed = first_aligned if allowed is None else allowed & first_aligned
+    elif is_causal:
+        causal = True  # the two alignments agree
+    only_causal = causal and mask is None and allowed is None
     if causal:
         future_hidden = causal_mask(num_queries, num_keys, xp)
         allowed = future_hidden if allowed is None else allowed & future_hidden
@@ -278,10 +295,10 @@ def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
             f"scaled_dot_product_attention needs query, key and value of shape "
             f"(B, H, T, D) with the same number of dimensions, got {shapes}"
         )
-    if key.shape != value.shape or query.shape[-1] != key.shape[-1]:
+    if key.shape[:-1] != value.shape[:-1] or query.shape[-1] != key.shape[-1]:
         raise ValueError(
-            "scaled_dot_product_attention needs key and value of one shape (B, H, Tk, D) "
-            f"and query (B, H, Tq, D) of the same head width D, got {shapes}"
+            "scaled_dot_product_attention needs key (B, H, Tk, D) and value (B, H, Tk, Dv) "
+            f"of the same length Tk, and query (B, H, Tq, D) of the keys' head width D, got {shapes}"
         )
     if query.shape[:-2] != key.shape[:-2]:
         raise ValueError(

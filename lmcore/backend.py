@@ -8,7 +8,8 @@ check is ``cupy.cuda.is_available()``, not the import.
 Example:
     >>> from lmcore import backend
     >>> xp = backend.xp()            # numpy or cupy
-    >>> print(backend.describe())    # one line: device, library, version
+    >>> print(backend.describe())    # one line: device, library, version  # doctest: +ELLIPSIS
+    device: ...
 """
 
 from __future__ import annotations

@@ -267,7 +267,16 @@ def matmul(input, other) -> Tensor:
         >>> matmul(Tensor(np.ones((4, 2, 3))), Tensor(np.ones((3, 5)))).shape
         (4, 2, 5)
     """
-    return MatMul()(*_tensors(input, other))
+    input, other = _tensors(input, other)
+    inner_a = input.shape[-1] if input.ndim else None
+    inner_b = other.shape[-2] if other.ndim >= 2 else other.shape[0] if other.ndim else None
+    if input.ndim == 0 or other.ndim == 0 or inner_a != inner_b:
+        raise ValueError(
+            f"matmul: shapes {input.shape} and {other.shape} do not chain; the last dimension of "
+            "the first must equal the second-to-last of the second (the only one of a vector), "
+            "and neither may be a scalar."
+        )
+    return MatMul()(input, other)
 
 
 def linear(input, weight, bias=None) -> Tensor:

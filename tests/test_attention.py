@@ -1,8 +1,5 @@
 """Fused attention, heads, rotary and sinusoidal positions, MultiHeadAttention, Block."""
 
-import doctest
-import importlib
-
 import numpy as np
 import pytest
 
@@ -327,10 +324,37 @@ def test_mlp_and_block():
     np.testing.assert_array_equal(block(x).numpy(), x.numpy())
 
 
-@pytest.mark.parametrize(
-    "module",
-    ["lmcore.attention", "lmcore.nn.attention", "lmcore.nn.transformer", "lmcore.models.gpt"],
-)
-def test_docstring_examples_run(module):
-    result = doctest.testmod(importlib.import_module(module))
-    assert result.attempted > 0 and result.failed == 0
+def test_values_may_be_wider_or_narrower_than_keys():
+    g = np.random.default_rng(3)
+    q, k = g.normal(size=(2, 3, 4, 5)), g.normal(size=(2, 3, 6, 5))
+    v = g.normal(size=(2, 3, 6, 7))  # Dv = 7, D = 5
+    out = scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), causal=True)
+    scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(5)
+    scores = np.where(np.tri(4, 6, k=2, dtype=bool), scores, -np.inf)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    np.testing.assert_allclose(out.numpy(), weights @ v, rtol=1e-10)
+    tensors = [Tensor(a, requires_grad=True) for a in (q, k, v)]
+    assert gradcheck(lambda q, k, v: scaled_dot_product_attention(q, k, v, causal=True), *tensors)
+
+
+def test_pytorchs_argument_names():
+    g = np.random.default_rng(4)
+    q, k, v = (Tensor(g.normal(size=(1, 2, 3, 4))) for _ in range(3))
+    padding = np.array([True, True, False])[None, None, None, :]
+    np.testing.assert_array_equal(
+        scaled_dot_product_attention(q, k, v, attn_mask=padding).numpy(),
+        scaled_dot_product_attention(q, k, v, mask=padding).numpy(),
+    )
+    np.testing.assert_array_equal(
+        scaled_dot_product_attention(q, k, v, is_causal=True).numpy(),
+        scaled_dot_product_attention(q, k, v, causal=True).numpy(),
+    )
+    with pytest.raises(ValueError, match="not both"):
+        scaled_dot_product_attention(q, k, v, mask=padding, attn_mask=padding)
+    # With fewer queries than keys, PyTorch's is_causal lets query i see keys j <= i.
+    short_q = Tensor(g.normal(size=(1, 2, 2, 4)))
+    _, weights = scaled_dot_product_attention(short_q, k, v, is_causal=True, return_weights=True)
+    assert (weights.numpy()[..., 0, 1:] == 0).all() and (weights.numpy()[..., 1, 2:] == 0).all()
+    _, weights = scaled_dot_product_attention(short_q, k, v, causal=True, return_weights=True)
+    assert (weights.numpy()[..., 0, 2:] == 0).all() and (weights.numpy()[..., 1, :] > 0).all()
