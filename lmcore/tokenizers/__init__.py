@@ -11,6 +11,7 @@ Example:
     [15496, 995]
 """
 
+from lmcore.tokenizers.base import Tokenizer, load
 from lmcore.tokenizers.bpe import BPETokenizer
 from lmcore.tokenizers.char import CharTokenizer
 from lmcore.tokenizers.gpt2 import bytes_to_unicode, gpt2, load_gpt2
@@ -23,7 +24,9 @@ __all__ = [
     "GPT2_PATTERN",
     "WORD_PATTERN",
     "WordTokenizer",
+    "Tokenizer",
     "bytes_to_unicode",
     "gpt2",
+    "load",
     "load_gpt2",
 ]

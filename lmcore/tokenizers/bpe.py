@@ -28,11 +28,10 @@ Example:
 from __future__ import annotations
 
 import heapq
-import json
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 
 from lmcore.tokenizers import bpe_train
+from lmcore.tokenizers.base import Tokenizer
 from lmcore.tokenizers.pretokenize import GPT2_PATTERN, compiled, special_splitter
 from lmcore.tokenizers.unknown import check_ids, require_text
 
@@ -42,10 +41,8 @@ CACHE_SIZE = 1 << 17
 #: Chunks longer than this many bytes are merged with a heap (:func:`merge_long`).
 LONG_CHUNK = 32
 
-FORMAT = "lmcore-bpe"
 
-
-class BPETokenizer:
+class BPETokenizer(Tokenizer):
     """A byte-level BPE tokenizer.
 
     Args:
@@ -140,8 +137,22 @@ class BPETokenizer:
     def encode_ordinary(self, text: str) -> list[int]:
         """Ids of ``text``, with special-token strings treated as plain text."""
         require_text(text, f"{type(self).__name__}.encode_ordinary")
+        return self._encode_pieces(self._regex.findall(text))
+
+    def encode_iterable(self, texts: Iterable[str]) -> Iterator[int]:
+        """Ids of the concatenation of ``texts``, streamed (see
+        :meth:`lmcore.tokenizers.Tokenizer.encode_iterable`); special-token strings are
+        plain text here, as in :meth:`encode_ordinary`."""
+        return super().encode_iterable(texts)
+
+    @property
+    def _pattern(self):
+        return self._regex
+
+    def _encode_pieces(self, pieces: list[str]) -> list[int]:
+        """Ids of pre-tokenized chunks, each encoded once and remembered."""
         cache, ids = self._cache, []
-        for chunk in self._regex.findall(text):
+        for chunk in pieces:
             try:
                 ids += cache[chunk]
             except KeyError:
@@ -263,37 +274,23 @@ class BPETokenizer:
         return rows
 
     # ---------------------------------------------------------------- save/load
-    def save(self, path: str | Path) -> None:
-        """Write the tokenizer as UTF-8 JSON.
+    kind = "bpe"
 
-        Format: ``{"format": "lmcore-bpe", "version": 1, "pattern": str,
-        "byte_ids": [256 ints], "merges": [[a, b], ...] in rank order,
-        "special_tokens": [names in id order]}``. :meth:`load` reads it back exactly.
-        """
-        data = {
-            "format": FORMAT,
-            "version": 1,
+    def _settings(self) -> dict:
+        """The file's contents beside its header (:mod:`lmcore.tokenizers.base`): the
+        pre-tokenizer ``pattern``, ``byte_ids`` (256 ints), ``merges`` ([a, b] pairs in rank
+        order) and ``special_tokens`` (names in id order); :meth:`load` reads them back."""
+        return {
             "pattern": self.pattern,
             "byte_ids": self.byte_ids,
             "merges": [list(p) for p in self.merges],
             "special_tokens": list(self.special_tokens),
         }
-        Path(path).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | Path) -> BPETokenizer:
-        """Read a tokenizer written by :meth:`save`."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"{path} is not an {FORMAT} file (written by BPETokenizer.save)")
-        if data.get("version") != 1:
-            raise ValueError(f"{path} has format version {data.get('version')}; this reads 1")
-        return cls(
-            [tuple(p) for p in data["merges"]],
-            data["special_tokens"],
-            data["pattern"],
-            data["byte_ids"],
-        )
+    def _from_settings(cls, data: dict) -> BPETokenizer:
+        merges = [tuple(p) for p in data["merges"]]
+        return cls(merges, data["special_tokens"], data["pattern"], data["byte_ids"])
 
     def __eq__(self, other) -> bool:
         return isinstance(other, BPETokenizer) and (

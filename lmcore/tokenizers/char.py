@@ -10,14 +10,13 @@ Example:
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 
+from lmcore.tokenizers.base import Tokenizer
 from lmcore.tokenizers.unknown import check_ids, check_policy, require_text, unseen_error
 
 
-class CharTokenizer:
+class CharTokenizer(Tokenizer):
     """Ids are the positions of the text's characters in sorted (code point) order.
 
     Args:
@@ -30,6 +29,8 @@ class CharTokenizer:
         itos: list[str], id → character (the unknown token's name last, if any).
         stoi: dict[str, int], character → id.
     """
+
+    kind = "char"
 
     def __init__(self, text: str, unk: str = "error"):
         if not isinstance(text, str) or not text:
@@ -82,18 +83,17 @@ class CharTokenizer:
         itos = self.itos
         return "".join([itos[i] for i in check_ids(ids, len(itos), repr(self))])
 
-    def save(self, path: str | Path) -> None:
-        """Write the vocabulary as JSON: ``{"type": "char", "symbols": [...], "unk": ...}``."""
-        symbols = self.itos[: -1 if self.unk_id is not None else None]
-        data = {"type": "char", "symbols": symbols, "unk": self.unk}
-        Path(path).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    def encode_iterable(self, texts: Iterable[str]) -> Iterator[int]:
+        """Ids of the concatenation of ``texts``, one text at a time (a character never
+        spans two texts)."""
+        for text in texts:
+            yield from self.encode(text)
+
+    def _settings(self) -> dict:
+        return {"symbols": self.itos[: -1 if self.unk_id is not None else None], "unk": self.unk}
 
     @classmethod
-    def load(cls, path: str | Path) -> CharTokenizer:
-        """Read a tokenizer written by ``save``."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("type") != "char":
-            raise ValueError(f"{path} holds a {data.get('type')!r} tokenizer, not a 'char' one")
+    def _from_settings(cls, data: dict) -> CharTokenizer:
         return cls.from_vocab(data["symbols"], unk=data["unk"])
 
     def __repr__(self) -> str:

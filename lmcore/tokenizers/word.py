@@ -18,13 +18,12 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
 
 import regex
 
+from lmcore.tokenizers.base import Tokenizer
 from lmcore.tokenizers.unknown import check_ids, check_policy, require_text, unseen_error
 
 #: A word (with inner apostrophes), one punctuation mark, or a newline.
@@ -35,7 +34,7 @@ _NO_SPACE_BEFORE = set(".,;:!?)]}\n")
 _NO_SPACE_AFTER = set("([{\n")
 
 
-class WordTokenizer:
+class WordTokenizer(Tokenizer):
     """Ids for the words of a text, most frequent first (ties in alphabetical order).
 
     Args:
@@ -49,6 +48,9 @@ class WordTokenizer:
     Attributes:
         itos: list[str], id → word; stoi: dict[str, int], word → id.
     """
+
+    kind = "word"
+    _pattern = _WORD_RE
 
     def __init__(
         self, text: str, min_count: int = 1, max_vocab: int | None = None, unk: str = "error"
@@ -110,18 +112,11 @@ class WordTokenizer:
         words = [self.itos[i] for i in check_ids(ids, len(self.itos), repr(self))]
         return detokenize(words)
 
-    def save(self, path: str | Path) -> None:
-        """Write the vocabulary as JSON: ``{"type": "word", "words": [...], "unk": ...}``."""
-        words = self.itos[: -1 if self.unk_id is not None else None]
-        data = {"type": "word", "words": words, "unk": self.unk}
-        Path(path).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    def _settings(self) -> dict:
+        return {"words": self.itos[: -1 if self.unk_id is not None else None], "unk": self.unk}
 
     @classmethod
-    def load(cls, path: str | Path) -> WordTokenizer:
-        """Read a tokenizer written by ``save``."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("type") != "word":
-            raise ValueError(f"{path} holds a {data.get('type')!r} tokenizer, not a 'word' one")
+    def _from_settings(cls, data: dict) -> WordTokenizer:
         return cls.from_vocab(data["words"], unk=data["unk"])
 
     def __repr__(self) -> str:
