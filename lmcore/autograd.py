@@ -275,7 +275,7 @@ class Tensor:
         return self.data.ndim
 
     @property
-    def size(self) -> _Size:
+    def size(self) -> int:
         """The number of elements, as NumPy's ``size``; called, the shape, as PyTorch's
         ``size()``: ``t.size`` is an int, ``t.size()`` the shape, ``t.size(0)`` one dim.
 

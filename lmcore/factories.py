@@ -3,7 +3,7 @@
 
 Floating tensors are float32 unless ``dtype`` says otherwise, and live on the active
 device (:func:`lmcore.backend.device`) unless ``device`` says otherwise. Random ones
-draw from lmcore's seeded generator (:func:`lmcore.manual_seed`), or from ``generator``.
+draw from lmcore's seeded generator (:func:`lmcore.rng.manual_seed`), or from ``generator``.
 
 Example:
     >>> import lmcore

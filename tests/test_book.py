@@ -89,3 +89,10 @@ def test_executed_chapter_shows_its_figures(site, chapter):
     images = re.findall(r'<img[^>]+src="([^"]+\.png)"', page.read_text())
     assert len(images) >= 2
     assert all((page.parent / src).resolve().is_file() for src in images)
+
+
+def test_api_reference_documents_the_package(site):
+    page = (site / "book" / "api.html").read_text()
+    for name in ("lmcore.autograd.Tensor", "lmcore.nn.module.Module", "lmcore.optim.optimizers.AdamW",
+                 "lmcore.models.gpt.GPT", "lmcore.tokenizers.base.Tokenizer", "lmcore.cuda.ops"):  # fmt: skip
+        assert f'id="{name}' in page, f"the API reference lacks {name}"

@@ -4,7 +4,7 @@
   fused attention operation of :mod:`lmcore.attention`, an output projection (``c_proj``).
 * :class:`RotaryEmbedding`: rotary position embedding (RoPE) of queries and keys.
 * :class:`SinusoidalPositionalEncoding`: the fixed sine and cosine position vectors of
-  "Attention Is All You Need", called like a position :class:`~lmcore.nn.Embedding`.
+  "Attention Is All You Need", called like a position :class:`~lmcore.nn.layers.Embedding`.
 
 Example:
     >>> import numpy as np

@@ -5,7 +5,7 @@ Random values come from the default generator of the tensor's array library
 ``generator`` when given. They are drawn in float64 and then cast, so a float32
 and a float64 model built after the same seed start from the same numbers.
 
-``fan_in`` of a weight of shape (out, in, *k) is ``in * prod(k)`` and ``fan_out``
+``fan_in`` of a weight of shape ``(out, in, *k)`` is ``in * prod(k)`` and ``fan_out``
 is ``out * prod(k)``: a Linear weight (out, in) has fan_in = in.
 
 Example:
@@ -77,7 +77,7 @@ def ones_(tensor: Tensor) -> Tensor:
 
 
 def fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
-    """(fan_in, fan_out) of a weight of shape (out, in, *kernel).
+    """(fan_in, fan_out) of a weight of shape ``(out, in, *kernel)``.
 
     Example:
         >>> import numpy as np

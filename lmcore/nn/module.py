@@ -34,6 +34,7 @@ from lmcore import backend
 from lmcore.autograd import Tensor
 
 __all__ = [
+    "IncompatibleKeys",
     "Module",
     "ModuleDict",
     "ModuleList",

@@ -51,7 +51,7 @@ class Block(Module):
     """``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``: the normalization sits inside each
     residual branch (pre-norm, as GPT-2), so the residual stream itself is never rescaled.
 
-    Args are those of :class:`~lmcore.nn.MultiHeadAttention`, plus ``eps`` of the two
+    Args are those of :class:`~lmcore.nn.attention.MultiHeadAttention`, plus ``eps`` of the two
     LayerNorms (1e-5, GPT-2's).
 
     Example:

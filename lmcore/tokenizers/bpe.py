@@ -108,7 +108,7 @@ class BPETokenizer(Tokenizer):
     ) -> BPETokenizer:
         """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``.
 
-        Uses the incremental trainer (:func:`bpe_train.train_incremental`). If the
+        Uses the incremental trainer (:func:`~lmcore.tokenizers.bpe_train.train_incremental`). If the
         text runs out of pairs first, the vocabulary is smaller than asked.
         ``progress=True`` shows a progress bar.
         """
@@ -131,7 +131,7 @@ class BPETokenizer(Tokenizer):
     # ------------------------------------------------------------------ encoding
     @property
     def vocab_size(self) -> int:
-        """Number of ids: 256 bytes + merges + special tokens."""
+        """The number of ids (the 256 bytes, the merges and the special tokens)."""
         return len(self._table)
 
     def encode_ordinary(self, text: str) -> list[int]:
@@ -141,7 +141,7 @@ class BPETokenizer(Tokenizer):
 
     def encode_iterable(self, texts: Iterable[str]) -> Iterator[int]:
         """Ids of the concatenation of ``texts``, streamed (see
-        :meth:`lmcore.tokenizers.Tokenizer.encode_iterable`); special-token strings are
+        :meth:`lmcore.tokenizers.base.Tokenizer.encode_iterable`); special-token strings are
         plain text here, as in :meth:`encode_ordinary`."""
         return super().encode_iterable(texts)
 

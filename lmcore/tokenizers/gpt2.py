@@ -5,7 +5,7 @@ character (:func:`bytes_to_unicode`), so that ``"Ġworld"`` is the bytes
 ``b" world"``. ``vocab.bpe`` lists the 50,000 merges in rank order and
 ``encoder.json`` gives each token its id; the byte tokens come first (ids 0-255,
 in the order of :func:`bytes_to_unicode`), then merge ``k`` makes id ``256 + k``,
-and ``<|endoftext|>`` is 50256. That is exactly the layout of :class:`BPETokenizer`,
+and ``<|endoftext|>`` is 50256. That is exactly the layout of :class:`~lmcore.tokenizers.bpe.BPETokenizer`,
 with a byte order of its own.
 
 The files are vendored in ``assets/gpt2`` (see ``SOURCE.md`` there) and checked

@@ -1,4 +1,4 @@
-"""The training loop: batches in, a :class:`History` out, with evaluation, early
+"""The training loop: batches in, a :class:`~lmcore.train.history.History` out, with evaluation, early
 stopping, checkpoints and exact resumption.
 
 Example:
@@ -258,7 +258,7 @@ def train(
     batch source with no ``state_dict`` is advanced by drawing the batches already used).
 
     A NaN or infinite loss or gradient norm raises :class:`NonFiniteLossError` before
-    the bad step changes the weights or any checkpoint. Returns the :class:`History`.
+    the bad step changes the weights or any checkpoint. Returns the :class:`~lmcore.train.history.History`.
     """
     if eval_fn is not None and val_batches is not None:
         raise ValueError("give val_batches or eval_fn, not both")
