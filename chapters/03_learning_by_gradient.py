@@ -72,7 +72,7 @@ from lmcore.models.mlp import MLPLanguageModel
 from lmcore.ngram import NGramLM
 from lmcore.notebook import show
 from lmcore.tokenizers import CharTokenizer
-from lmcore.train import NonFiniteLossError, evaluate, evaluation_mode, train
+from lmcore.train import NonFiniteLossError, Trainer, evaluate, evaluation_mode, train
 
 PROFILE = config.profile()
 lmcore.notebook.setup()
@@ -496,10 +496,11 @@ assert abs(initial - math.log(V)) < 0.5
 # `lmcore.train.train` runs the loop that every chapter from here on uses: draw a batch,
 # compute the loss, backpropagate, optionally clip the gradient norm, step the optimizer and
 # the learning-rate schedule, and every so often measure the validation loss with the graph
-# turned off. The heart of it:
+# turned off. It builds a `Trainer`, whose parts each do one thing; the heart of it is one
+# step:
 
 # %%
-show(train, between=("for step in range(", "scheduler.step()"))
+show(Trainer.step)
 
 # %% [markdown]
 # We train with AdamW, a learning rate that warms up and then decays along a cosine (both
@@ -1090,7 +1091,7 @@ assert stopped["steps"] < FIT_STEPS and math.isclose(
 # crash in the middle of writing leaves the previous checkpoint whole:
 
 # %%
-show(train, between=("saved = {", "start = load_checkpoint"))
+show(Trainer.__init__, between=("# Everything a checkpoint saves", "self.start = load_checkpoint"))
 
 # %% [markdown]
 # The test is strict: train a model with dropout for 2N steps in one go; separately, train the

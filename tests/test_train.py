@@ -412,3 +412,35 @@ def test_training_checkpointing_and_resuming_on_the_gpu(corpus, tmp_path, monkey
         np.mean(straight.train_loss[20:]), abs=0.05
     )
     assert resumed.val_loss[-1] < resumed.val_loss[0]
+
+
+def test_logging_every_k_steps_keeps_the_same_history(corpus):
+    """Reading losses back every 8 steps instead of every step changes no number."""
+    runs = []
+    for log_every in (1, 8):
+        model, optimizer, scheduler, batches = make_run(corpus, total_steps=30)
+        history = train(
+            model, optimizer, batches, 30, scheduler=scheduler, clip=1.0, log_every=log_every,
+            val_batches=val_set(corpus), eval_every=10, progress=False,
+        )  # fmt: skip
+        runs.append((history, model.state_dict()))
+    (first, weights), (second, weights_k) = runs
+    assert first.step == second.step == list(range(1, 31))
+    assert first.train_loss == second.train_loss and first.grad_norm == second.grad_norm
+    assert first.val_loss == second.val_loss and weights_equal(weights, weights_k)
+
+
+def test_a_nan_loss_is_named_by_its_step_when_logging_every_k_steps(corpus):
+    model, optimizer, _, batches = make_run(corpus)
+    calls = 0
+
+    def loss_turning_nan(model, x, y):
+        nonlocal calls
+        calls += 1
+        loss = default_loss(model, x, y)
+        return loss * math.nan if calls == 13 else loss
+
+    with pytest.raises(NonFiniteLossError, match="loss is nan at step 13"):
+        train(model, optimizer, batches, 40, loss_fn=loss_turning_nan, log_every=10, progress=False)
+    with pytest.raises(ValueError, match="log_every must be a positive integer"):
+        train(model, optimizer, batches, 40, log_every=0, progress=False)

@@ -53,6 +53,7 @@ __all__ = [
     "EarlyStopping",
     "NonFiniteLossError",
     "StateCarrier",
+    "Trainer",
     "default_loss",
     "evaluate",
     "evaluation_mode",
@@ -209,27 +210,159 @@ class EarlyStopping:
             setattr(self, name, value)
 
 
-def train(
-    model,
-    optimizer,
-    batches: Iterable,
-    steps: int,
-    *,
-    loss_fn: Callable | None = None,
-    carry_state: bool = False,
-    scheduler=None,
-    clip: float | None = None,
-    val_batches: Iterable | None = None,
-    eval_fn: Callable[[], float] | None = None,
-    eval_every: int = 100,
-    patience: int | None = None,
-    checkpoint: str | Path | None = None,
-    checkpoint_every: int | None = None,
-    resume_from: str | Path | None = None,
-    config: dict | None = None,
-    progress: bool = True,
-) -> History:
-    """Train ``model`` until ``steps`` optimizer steps have been taken in all.
+class Trainer:
+    """The training loop, in parts that each do one thing: :meth:`step` (one optimizer
+    step, nothing read back from the device), :meth:`log` (losses and gradient norms read
+    back, checked and logged), :meth:`evaluate` (the validation loss, early stopping) and
+    :meth:`save` (a checkpoint); :meth:`run` calls them in order. :func:`train` builds one
+    and runs it; its docstring describes every option.
+
+    With ``log_every=k`` the losses and gradient norms stay on the device for k steps and
+    are read back together: on a GPU, the host then never waits for the device between
+    logging steps. Every step is still logged, and a non-finite value is still reported
+    with its step, but up to k - 1 later steps may have run by then (with ``log_every=1``,
+    the default, a bad step is caught before it changes the weights).
+
+    Example:
+        >>> import numpy as np
+        >>> from lmcore import optim
+        >>> from lmcore.data.batches import RandomWindows
+        >>> from lmcore.models.mlp import MLPLanguageModel
+        >>> model = MLPLanguageModel(vocab_size=7, context=3, embed_dim=4, hidden=16)
+        >>> trainer = Trainer(model, optim.AdamW(model.parameters(), lr=1e-2),
+        ...                   RandomWindows(np.arange(200) % 7, 3, 16, seed=0), steps=40,
+        ...                   log_every=10, progress=False)
+        >>> history = trainer.run()
+        >>> len(history), history.train_loss[-1] < history.train_loss[0]
+        (40, True)
+    """
+
+    def __init__(
+        self,
+        model,
+        optimizer,
+        batches: Iterable,
+        steps: int,
+        *,
+        loss_fn: Callable | None = None,
+        carry_state: bool = False,
+        scheduler=None,
+        clip: float | None = None,
+        val_batches: Iterable | None = None,
+        eval_fn: Callable[[], float] | None = None,
+        eval_every: int = 100,
+        patience: int | None = None,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int | None = None,
+        resume_from: str | Path | None = None,
+        config: dict | None = None,
+        progress: bool = True,
+        log_every: int = 1,
+    ):
+        if eval_fn is not None and val_batches is not None:
+            raise ValueError("give val_batches or eval_fn, not both")
+        for name, value in (("steps", steps), ("eval_every", eval_every), ("log_every", log_every)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.model, self.optimizer, self.scheduler, self.clip = model, optimizer, scheduler, clip
+        self.steps, self.eval_every, self.log_every = steps, eval_every, log_every
+        self.checkpoint, self.config, self.progress = checkpoint, config, progress
+        self.checkpoint_every = checkpoint_every or eval_every
+        self.history = History()
+        self.stopper = EarlyStopping(patience) if patience is not None else None
+        loss_fn = loss_fn or (recurrent_loss if carry_state else default_loss)
+        carrier = StateCarrier(loss_fn) if carry_state else None  # the state between batches
+        self.step_loss = carrier or loss_fn
+        self.measure = eval_fn
+        if val_batches is not None:
+            self.measure = lambda: evaluate(model, val_batches, loss_fn, carry_state)
+        # Everything a checkpoint saves, so that a resumed run continues exactly.
+        self.saved = {
+            "model": model, "optimizer": optimizer, "scheduler": scheduler,
+            "history": self.history, "early_stopping": self.stopper,
+            "batches": _stateful(batches), "recurrent_state": carrier,
+        }  # fmt: skip
+        self.start = load_checkpoint(resume_from, **self.saved).step if resume_from else 0
+        skip = 0 if _stateful(batches) else self.start
+        self.stream = _endless(batches, skip, on_new_pass=carrier.reset if carrier else None)
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self.last_saved = Path(resume_from) if resume_from is not None else None  # good file
+        self.pending: list[tuple] = []  # (step, loss, gradient norm, lr, seconds), unread
+        self.clock = time.perf_counter()  # elapsed times count from here (reset by run)
+
+    def step(self, step: int) -> None:
+        """One optimizer step on the next batch. The loss and the gradient norm stay
+        device arrays in ``pending`` until :meth:`log` reads them."""
+        x, y = next(self.stream)
+        loss = self.step_loss(self.model, x, y)
+        self.optimizer.zero_grad()
+        loss.backward()
+        grad_norm = clip_grad_norm_(self.parameters, self.clip or math.inf)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.pending.append((step, loss.data, grad_norm.data, lr, time.perf_counter()))
+        if self.log_every == 1:
+            self.log()  # before the update: a non-finite step never reaches the weights
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+    def log(self) -> None:
+        """Read the pending losses and gradient norms back, check that they are finite,
+        and add them to the history."""
+        for step, loss, grad_norm, lr, now in self.pending:
+            loss, grad_norm = float(loss), float(grad_norm)
+            _check_finite("loss", loss, step, self.last_saved)
+            _check_finite("gradient norm", grad_norm, step, self.last_saved)
+            self.history.log_step(step, loss, lr, grad_norm, now - self.clock)
+        self.pending.clear()
+
+    def evaluate(self, step: int) -> bool:
+        """Log the validation loss; True when early stopping says to stop."""
+        with evaluation_mode(self.model):
+            self.history.log_eval(step, float(self.measure()))
+        return self.stopper is not None and self.stopper.update(
+            step, self.history.val_loss[-1], self.model
+        )
+
+    def save(self, step: int) -> None:
+        """Write a checkpoint of everything in ``saved`` (atomically)."""
+        self.last_saved = save_checkpoint(
+            self.checkpoint, step=step, config=self.config, **self.saved
+        )
+
+    def run(self) -> History:
+        """Train until ``steps`` steps in all (or early stopping); return the history."""
+        history, steps = self.history, self.steps
+        self.clock = time.perf_counter() - (history.elapsed[-1] if len(history) else 0.0)
+        self.model.train()
+        with tqdm(total=steps, initial=self.start, disable=not self.progress, unit="step") as bar:
+            for step in range(self.start + 1, steps + 1):
+                self.step(step)
+                evaluating = self.measure is not None and (
+                    step % self.eval_every == 0 or step == steps
+                )
+                saving = self.checkpoint is not None and (
+                    step % self.checkpoint_every == 0 or step == steps
+                )
+                if step % self.log_every == 0 or evaluating or saving or step == steps:
+                    self.log()
+                    bar.set_postfix(_progress_numbers(history), refresh=False)
+                stop = self.evaluate(step) if evaluating else False
+                if saving or (stop and self.checkpoint is not None):
+                    self.log()
+                    self.save(step)
+                bar.update()
+                if stop:
+                    break
+        self.log()
+        if self.stopper is not None:
+            self.stopper.restore_best(self.model)
+        return history
+
+
+def train(model, optimizer, batches: Iterable, steps: int, **options) -> History:
+    """Train ``model`` until ``steps`` optimizer steps have been taken in all; a
+    :class:`Trainer` with these options, run.
 
     Each step draws ``(x, y)`` from ``batches``, computes ``loss_fn(model, x, y)``,
     backpropagates, clips the gradient norm to ``clip`` (if given), and steps the
@@ -258,60 +391,11 @@ def train(
     batch source with no ``state_dict`` is advanced by drawing the batches already used).
 
     A NaN or infinite loss or gradient norm raises :class:`NonFiniteLossError` before
-    the bad step changes the weights or any checkpoint. Returns the :class:`~lmcore.train.history.History`.
+    the bad step changes the weights or any checkpoint (with ``log_every`` above 1, see
+    :class:`Trainer`). ``progress`` shows a progress bar. Returns the
+    :class:`~lmcore.train.history.History`.
     """
-    if eval_fn is not None and val_batches is not None:
-        raise ValueError("give val_batches or eval_fn, not both")
-    for name, value in (("steps", steps), ("eval_every", eval_every)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    history = History()
-    stopper = EarlyStopping(patience) if patience is not None else None
-    loss_fn = loss_fn or (recurrent_loss if carry_state else default_loss)
-    carrier = StateCarrier(loss_fn) if carry_state else None  # the state between batches
-    saved = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "history": history}
-    saved |= {"early_stopping": stopper, "batches": _stateful(batches)}
-    saved["recurrent_state"] = carrier
-    start = load_checkpoint(resume_from, **saved).step if resume_from is not None else 0
-    skip = 0 if _stateful(batches) else start
-    stream = _endless(batches, skip, on_new_pass=carrier.reset if carrier else None)
-    step_loss = carrier or loss_fn
-    measure = eval_fn
-    if val_batches is not None:
-        measure = lambda: evaluate(model, val_batches, loss_fn, carry_state)
-    checkpoint_every = checkpoint_every or eval_every
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    last_saved = Path(resume_from) if resume_from is not None else None  # last good file
-    clock = time.perf_counter() - (history.elapsed[-1] if len(history) else 0.0)
-    model.train()
-    with tqdm(total=steps, initial=start, disable=not progress, unit="step") as bar:
-        for step in range(start + 1, steps + 1):
-            x, y = next(stream)
-            loss = step_loss(model, x, y)
-            _check_finite("loss", loss.item(), step, last_saved)
-            optimizer.zero_grad()
-            loss.backward()
-            grad_norm = clip_grad_norm_(parameters, clip or math.inf).item()
-            _check_finite("gradient norm", grad_norm, step, last_saved)
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            history.log_step(step, loss.item(), lr, grad_norm, time.perf_counter() - clock)
-            stop = False
-            if measure is not None and (step % eval_every == 0 or step == steps):
-                with evaluation_mode(model):
-                    history.log_eval(step, float(measure()))
-                stop = stopper is not None and stopper.update(step, history.val_loss[-1], model)
-            if checkpoint is not None and (step % checkpoint_every == 0 or step == steps or stop):
-                last_saved = save_checkpoint(checkpoint, step=step, config=config, **saved)
-            bar.set_postfix(_progress_numbers(history), refresh=False)
-            bar.update()
-            if stop:
-                break
-    if stopper is not None:
-        stopper.restore_best(model)
-    return history
+    return Trainer(model, optimizer, batches, steps, **options).run()
 
 
 def _stateful(batches):
