@@ -280,7 +280,7 @@ show(autograd.run_backward, between=("pending: dict", ".release()"))
 # `lmcore` does this in one helper, used by every binary operation:
 
 # %%
-show(F._unbroadcast)
+show(F.common._unbroadcast)
 
 # %% [markdown]
 # Check it on a bias added to a batch of four rows, and on an outer product made by

@@ -65,7 +65,9 @@ import numpy as np
 
 import lmcore
 from lmcore import backend, config, data, optim, train
-from lmcore.attention import (
+from lmcore.autograd import Tensor, no_grad
+from lmcore.data.batches import RandomBlocks, SequentialBlocks
+from lmcore.functional import (
     ScaledDotProductAttention,
     SplitHeads,
     apply_rotary,
@@ -73,8 +75,6 @@ from lmcore.attention import (
     rotary_tables,
     scaled_dot_product_attention,
 )
-from lmcore.autograd import Tensor, no_grad
-from lmcore.data.batches import RandomBlocks, SequentialBlocks
 from lmcore.gradcheck import gradcheck
 from lmcore.models import GPT, GPTConfig, RNNLanguageModel
 from lmcore.nn import MultiHeadAttention

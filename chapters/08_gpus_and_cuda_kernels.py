@@ -77,10 +77,10 @@ from matplotlib.patches import FancyArrowPatch, Rectangle
 import lmcore
 from lmcore import backend, config, cuda, optim
 from lmcore import functional as F
-from lmcore.attention import ScaledDotProductAttention, scaled_dot_product_attention
 from lmcore.autograd import Tensor
 from lmcore.bench.common import print_table
 from lmcore.cuda import loader, nvrtc, reference
+from lmcore.functional import ScaledDotProductAttention, scaled_dot_product_attention
 from lmcore.models import GPT, GPTConfig
 from lmcore.nn.module import Parameter
 from lmcore.notebook import show, show_cuda

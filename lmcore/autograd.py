@@ -462,73 +462,6 @@ class Tensor:
                 raise ValueError(f"grad has shape {grad.shape}, the tensor has {self.shape}")
         run_backward(self, grad, retain_graph)
 
-    # -- conversion -----------------------------------------------------------
-    def to(self, target) -> Tensor:
-        """A copy on a device (``"cpu"``/``"cuda"``) or of a dtype (``"float64"``); differentiable.
-
-        Example:
-            >>> Tensor([1.0]).to("float64").dtype
-            dtype('float64')
-        """
-        if target in backend.DEVICES:
-            return F.to_device(self, target)
-        return F.cast(self, target)
-
-    def float(self) -> Tensor:
-        return self.to("float32")
-
-    def double(self) -> Tensor:
-        return self.to("float64")
-
-    def cpu(self) -> Tensor:
-        return self.to("cpu")
-
-    def cuda(self) -> Tensor:
-        return self.to("cuda")
-
-    # -- operators (NumPy broadcasting; see lmcore.functional) -----------------
-    def __add__(self, other):
-        return F.add(self, other)
-
-    def __radd__(self, other):
-        return F.add(other, self)
-
-    def __sub__(self, other):
-        return F.sub(self, other)
-
-    def __rsub__(self, other):
-        return F.sub(other, self)
-
-    def __mul__(self, other):
-        return F.mul(self, other)
-
-    def __rmul__(self, other):
-        return F.mul(other, self)
-
-    def __truediv__(self, other):
-        return F.div(self, other)
-
-    def __rtruediv__(self, other):
-        return F.div(other, self)
-
-    def __pow__(self, exponent):
-        return F.pow(self, exponent)
-
-    def __rpow__(self, base):
-        return F.pow(base, self)
-
-    def __matmul__(self, other):
-        return F.matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return F.matmul(other, self)
-
-    def __neg__(self):
-        return F.neg(self)
-
-    def __getitem__(self, index):
-        return F.getitem(self, index)
-
     # Comparisons give boolean tensors that are not part of any graph.
     def __lt__(self, other):
         return Tensor._make(self.data < _data_of(other), None, 0)
@@ -547,78 +480,6 @@ class Tensor:
 
     def __ne__(self, other):
         return Tensor._make(self.data != _data_of(other), None, 0)
-
-    # -- methods with PyTorch's names -----------------------------------------
-    @property
-    def T(self) -> Tensor:
-        """All dimensions reversed (a matrix transposed)."""
-        return F.permute(self, tuple(range(self.ndim - 1, -1, -1)))
-
-    def sum(self, dim=None, keepdim: bool = False) -> Tensor:
-        return F.sum(self, dim, keepdim)
-
-    def mean(self, dim=None, keepdim: bool = False) -> Tensor:
-        return F.mean(self, dim, keepdim)
-
-    def max(self, dim=None, keepdim: bool = False) -> Tensor:
-        return F.max(self, dim, keepdim)
-
-    def min(self, dim=None, keepdim: bool = False) -> Tensor:
-        return F.min(self, dim, keepdim)
-
-    def argmax(self, dim=None, keepdim: bool = False) -> Tensor:
-        return F.argmax(self, dim, keepdim)
-
-    def reshape(self, *shape) -> Tensor:
-        return F.reshape(self, _shape_args(shape))
-
-    def view(self, *shape) -> Tensor:
-        return F.reshape(self, _shape_args(shape))
-
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-        return F.flatten(self, start_dim, end_dim)
-
-    def unsqueeze(self, dim: int) -> Tensor:
-        return F.unsqueeze(self, dim)
-
-    def squeeze(self, dim=None) -> Tensor:
-        return F.squeeze(self, dim)
-
-    def transpose(self, dim0: int, dim1: int) -> Tensor:
-        return F.transpose(self, dim0, dim1)
-
-    def permute(self, *dims) -> Tensor:
-        return F.permute(self, _shape_args(dims))
-
-    def exp(self) -> Tensor:
-        return F.exp(self)
-
-    def log(self) -> Tensor:
-        return F.log(self)
-
-    def sqrt(self) -> Tensor:
-        return F.pow(self, 0.5)
-
-    def tanh(self) -> Tensor:
-        return F.tanh(self)
-
-    def sigmoid(self) -> Tensor:
-        return F.sigmoid(self)
-
-    def relu(self) -> Tensor:
-        return F.relu(self)
-
-    def gelu(self) -> Tensor:
-        return F.gelu(self)
-
-    def softmax(self, dim: int = -1) -> Tensor:
-        return F.softmax(self, dim)
-
-    def log_softmax(self, dim: int = -1) -> Tensor:
-        return F.log_softmax(self, dim)
-
-    def masked_fill(self, mask, value: float) -> Tensor:
-        return F.masked_fill(self, mask, value)
 
 
 def detach_state(state):
@@ -659,11 +520,6 @@ class _Clone(Function):
 
     def backward(self, grad):
         return grad
-
-
-def _shape_args(args) -> tuple:
-    """Accept both ``t.reshape(2, 3)`` and ``t.reshape((2, 3))``."""
-    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
 
 
 def _to_numpy(array) -> np.ndarray:
@@ -780,6 +636,3 @@ def _check_gradient(function: Function, t: Tensor, g) -> None:
             f"and dtype {g.dtype} for an input of shape {t.data.shape} and dtype "
             f"{t.data.dtype}; they must match."
         )
-
-
-from lmcore import functional as F  # noqa: E402  (functional builds on Tensor and Function)

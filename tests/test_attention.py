@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from lmcore import functional as F
-from lmcore.attention import (
+from lmcore.autograd import Tensor
+from lmcore.functional import (
     apply_rotary,
     causal_mask,
     merge_heads,
@@ -12,7 +13,6 @@ from lmcore.attention import (
     scaled_dot_product_attention,
     split_heads,
 )
-from lmcore.autograd import Tensor
 from lmcore.gradcheck import gradcheck
 from lmcore.nn import functional_call
 from lmcore.nn.attention import MultiHeadAttention, RotaryEmbedding, SinusoidalPositionalEncoding

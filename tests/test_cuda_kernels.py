@@ -284,7 +284,8 @@ def test_matmul(m, n, k, version, cp_rng):
 @pytest.mark.parametrize("block_size", [64, 600])  # the softmax-kernel path, then flash
 def test_gpt_step_on_the_kernels_matches_the_generic_path(block_size, monkeypatch):
     """Loss and every gradient of a GPT step, kernels on against CuPy's generic path."""
-    from lmcore import attention, rng
+    from lmcore import rng
+    from lmcore.functional import fused_attention as attention
     from lmcore.models import GPT, GPTConfig
 
     monkeypatch.setattr(cuda, "FLASH_ATTENTION_MIN_KEYS", 512)

@@ -5,7 +5,7 @@ import pytest
 
 from lmcore import backend
 from lmcore import functional as F
-from lmcore.autograd import Tensor
+from lmcore.autograd import Function, Tensor
 from lmcore.gradcheck import gradcheck
 from lmcore.rng import manual_seed
 
@@ -169,7 +169,7 @@ def test_gradcheck(name, xp):
 
 
 def test_gradcheck_reports_the_input_and_element():
-    class WrongSquare(F.Function):
+    class WrongSquare(Function):
         def forward(self, x):
             self.x = x
             return x * x

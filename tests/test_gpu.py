@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from lmcore import backend, rng
-from lmcore.attention import scaled_dot_product_attention
 from lmcore.autograd import Tensor
+from lmcore.functional import scaled_dot_product_attention
 from lmcore.gradcheck import gradcheck
 from lmcore.models import GPT, GPTConfig, MLPLanguageModel, RNNLanguageModel
 

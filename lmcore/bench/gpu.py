@@ -411,8 +411,8 @@ def _attention_rows(quick: bool) -> list[dict]:
     memory pool's high-water mark, for the flash kernels and the unfused path."""
     import cupy as cp
 
-    from lmcore.attention import scaled_dot_product_attention
     from lmcore.autograd import Tensor
+    from lmcore.functional import scaled_dot_product_attention
 
     pool = cp.get_default_memory_pool()  # emptied between lengths
     g = cp.random.default_rng(3)

@@ -1,7 +1,7 @@
 """Multi-head self-attention and positional encodings.
 
 * :class:`MultiHeadAttention`: one fused q, k, v projection (GPT-2's ``c_attn``), the
-  fused attention operation of :mod:`lmcore.attention`, an output projection (``c_proj``).
+  fused attention operation of :mod:`lmcore.functional.fused_attention`, an output projection (``c_proj``).
 * :class:`RotaryEmbedding`: rotary position embedding (RoPE) of queries and keys.
 * :class:`SinusoidalPositionalEncoding`: the fixed sine and cosine position vectors of
   "Attention Is All You Need", called like a position :class:`~lmcore.nn.layers.Embedding`.
@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from lmcore import backend
-from lmcore.attention import apply_rotary, merge_heads, rotary_tables, split_heads
-from lmcore.attention import scaled_dot_product_attention as attention
 from lmcore.autograd import Tensor
+from lmcore.functional.fused_attention import apply_rotary, merge_heads, rotary_tables, split_heads
+from lmcore.functional.fused_attention import scaled_dot_product_attention as attention
 from lmcore.nn.layers import Dropout, Linear
 from lmcore.nn.module import Module
 

@@ -1,6 +1,6 @@
-"""``torch.nn.functional``'s place in lmcore: every function of :mod:`lmcore.functional`
-(the same objects) plus :func:`~lmcore.attention.scaled_dot_product_attention`, so
-``import lmcore.nn.functional as F`` works as it does with PyTorch.
+"""``torch.nn.functional``'s place in lmcore: the namespace of :mod:`lmcore.functional`
+(the same objects, :func:`~lmcore.functional.fused_attention.scaled_dot_product_attention`
+included), so ``import lmcore.nn.functional as F`` works as it does with PyTorch.
 
 One difference to know: :func:`cross_entropy` takes the classes on the LAST axis,
 (B, T, C) logits with (B, T) targets, where PyTorch wants (B, C, T); for (N, C) the two
@@ -16,8 +16,5 @@ Example:
     2.0
 """
 
-from lmcore.attention import scaled_dot_product_attention
 from lmcore.functional import *  # noqa: F403
-from lmcore.functional import __all__ as _FUNCTIONAL
-
-__all__ = [*_FUNCTIONAL, "scaled_dot_product_attention"]
+from lmcore.functional import __all__ as __all__

@@ -27,6 +27,7 @@ import numpy as np
 
 from lmcore import backend, cuda
 from lmcore.autograd import Function, Tensor
+from lmcore.functional.common import _array_of, _as_tensor
 from lmcore.rng import default_generator
 
 __all__ = [
@@ -37,14 +38,6 @@ __all__ = [
     "scaled_dot_product_attention",
     "split_heads",
 ]
-
-
-def _as_tensor(value) -> Tensor:
-    return value if isinstance(value, Tensor) else Tensor(value)
-
-
-def _raw(value):
-    return value.data if isinstance(value, Tensor) else value
 
 
 # ---------------------------------------------------------------------------
@@ -246,7 +239,7 @@ def scaled_dot_product_attention(
     num_queries, num_keys = query.shape[-2], key.shape[-2]
     allowed = additive = None
     if mask is not None:
-        mask = xp.asarray(_raw(mask))
+        mask = xp.asarray(_array_of(mask))
         scores_shape = query.shape[:-1] + (num_keys,)
         try:
             fits = np.broadcast_shapes(mask.shape, scores_shape) == scores_shape
