@@ -195,20 +195,25 @@ def test_a_crash_while_writing_leaves_the_previous_checkpoint(corpus, tmp_path, 
     assert [p.name for p in tmp_path.iterdir()] == ["run.safetensors"]  # no temporary left
 
 
-def test_a_nan_loss_stops_with_its_step_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
-    model, optimizer, _, batches = make_run(corpus)
+def loss_turning_nan_at(bad_call: int):
+    """The default loss, made NaN at its ``bad_call``-th call."""
     calls = 0
 
-    def loss_turning_nan(model, x, y):
+    def loss_fn(model, x, y):
         nonlocal calls
         calls += 1
         loss = default_loss(model, x, y)
-        return loss * math.nan if calls == 25 else loss
+        return loss * math.nan if calls == bad_call else loss
 
+    return loss_fn
+
+
+def test_a_nan_loss_stops_with_its_step_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
+    model, optimizer, _, batches = make_run(corpus)
     path = tmp_path / "run.safetensors"
     with pytest.raises(NonFiniteLossError, match="loss is nan at step 25") as caught:
         train(
-            model, optimizer, batches, 50, loss_fn=loss_turning_nan, checkpoint=path,
+            model, optimizer, batches, 50, loss_fn=loss_turning_nan_at(25), checkpoint=path,
             checkpoint_every=10, progress=False,
         )  # fmt: skip
     assert caught.value.step == 25 and str(path) in str(caught.value)
@@ -432,15 +437,10 @@ def test_logging_every_k_steps_keeps_the_same_history(corpus):
 
 def test_a_nan_loss_is_named_by_its_step_when_logging_every_k_steps(corpus):
     model, optimizer, _, batches = make_run(corpus)
-    calls = 0
-
-    def loss_turning_nan(model, x, y):
-        nonlocal calls
-        calls += 1
-        loss = default_loss(model, x, y)
-        return loss * math.nan if calls == 13 else loss
-
     with pytest.raises(NonFiniteLossError, match="loss is nan at step 13"):
-        train(model, optimizer, batches, 40, loss_fn=loss_turning_nan, log_every=10, progress=False)
+        train(
+            model, optimizer, batches, 40, loss_fn=loss_turning_nan_at(13), log_every=10,
+            progress=False,
+        )  # fmt: skip
     with pytest.raises(ValueError, match="log_every must be a positive integer"):
         train(model, optimizer, batches, 40, log_every=0, progress=False)
