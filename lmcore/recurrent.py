@@ -69,6 +69,18 @@ def _sigmoid_of_negated_(xp, u):
     xp.reciprocal(u, out=u)
 
 
+def _derivative_times_(xp, out, y, times, tanh: bool):
+    """``out = y' * times`` in place, from the activation ``y``: ``(1 - y^2) * times``
+    for a tanh, ``y * (1 - y) * times`` for a sigmoid."""
+    if tanh:
+        xp.multiply(y, y, out=out)
+        xp.subtract(1, out, out=out)
+    else:
+        xp.subtract(1, y, out=out)
+        out *= y
+    out *= times
+
+
 def _hidden_states(xp, h0, T: int):
     """A (T + 1, B, H) buffer whose first row is ``h0``: row t + 1 will hold h_t, so
     rows [:-1] are the states each step starts from and rows [1:] the outputs."""
@@ -167,16 +179,18 @@ class LSTMRecurrence(Function):
         # gives sigmoid(a) for i, f, o and sigmoid(2a) for g, and tanh(a) = 2 sigmoid(2a) - 1.
         scale = xp.full(G, -1, dtype=gx.dtype)  # (4H,)
         scale[2 * H : 3 * H] = -2
-        gates = gx + b_hh if b_hh is not None else gx.copy()  # (T, B, 4H)
-        gates *= scale  # becomes the gate activations, step by step
-        w_scaled_t = (w_hh * scale[:, None]).T  # (H, 4H)
+        gates = xp.multiply(gx, scale)  # (T, B, 4H): becomes the gate activations, step by step
+        if b_hh is not None:
+            gates += b_hh * scale
+        w_scaled = w_hh * scale[:, None]  # (4H, H)
         hs, cs = _hidden_states(xp, h0, T), _hidden_states(xp, c0, T)  # (T + 1, B, H)
         tanh_c = xp.empty((T, B, H), dtype=gx.dtype)
-        product, input_times_cell = xp.empty((B, G), dtype=gx.dtype), xp.empty_like(h0)
+        # BLAS runs the product faster as (4H, H) @ (H, B) than as (B, H) @ (H, 4H).
+        product_t, input_times_cell = xp.empty((G, B), dtype=gx.dtype), xp.empty_like(h0)
         for t in range(T):
             a = gates[t]  # (B, 4H)
-            xp.matmul(hs[t], w_scaled_t, out=product)
-            a += product
+            xp.matmul(w_scaled, hs[t].T, out=product_t)
+            a += product_t.T
             _sigmoid_of_negated_(xp, a)
             i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
             g *= 2
@@ -196,13 +210,13 @@ class LSTMRecurrence(Function):
         T, B, G = gates.shape
         H = G // 4
         i, f, g, o = (gates[..., k * H : (k + 1) * H] for k in range(4))  # (T, B, H) each
-        # Everything that does not depend on the step before, for all steps at once:
-        cell_from_h = o * (1 - tanh_c * tanh_c)  # d c_t / d h_t through tanh(c_t)
-        ifg_from_c = xp.empty((T, B, 3, H), dtype=gates.dtype)  # d pre(i, f, g) / d c_t
-        ifg_from_c[:, :, 0] = g * i * (1 - i)
-        ifg_from_c[:, :, 1] = cs[:-1] * f * (1 - f)
-        ifg_from_c[:, :, 2] = i * (1 - g * g)
-        o_from_h = tanh_c * o * (1 - o)  # d pre(o) / d h_t
+        # Everything that does not depend on the step before, for all steps at once, in
+        # place and gate-major (contiguous slots): d pre(i, f, g) / d c_t, d pre(o) / d h_t
+        # and d c_t / d h_t through tanh(c_t).
+        factors = xp.empty((T, 5, B, H), dtype=gates.dtype)
+        for k, (gate, times) in enumerate(((i, g), (f, cs[:-1]), (g, i), (o, tanh_c), (tanh_c, o))):
+            _derivative_times_(xp, factors[:, k], gate, times, tanh=k in (2, 4))
+        ifg_from_c, o_from_h, cell_from_h = factors[:, :3], factors[:, 3], factors[:, 4]
         grad_pre = xp.empty((T, B, 4, H), dtype=gates.dtype)  # d loss / d pre-activations
         grad_h = _start_gradient(xp, grad_h_final, hs[0])  # (B, H)
         grad_c = _start_gradient(xp, grad_c_final, cs[0])
@@ -212,7 +226,7 @@ class LSTMRecurrence(Function):
                 grad_h += grad_output[t]
             xp.multiply(grad_h, cell_from_h[t], out=from_h)
             grad_c += from_h
-            xp.multiply(grad_c[:, None, :], ifg_from_c[t], out=grad_pre[t, :, :3])
+            xp.multiply(grad_c, ifg_from_c[t], out=grad_pre[t, :, :3].transpose(1, 0, 2))
             xp.multiply(grad_h, o_from_h[t], out=grad_pre[t, :, 3])
             grad_c *= f[t]
             xp.matmul(grad_pre[t].reshape(B, G), w_hh, out=grad_h)
