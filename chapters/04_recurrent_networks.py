@@ -61,13 +61,13 @@ import lmcore
 from lmcore import backend, config, data, manual_seed, no_grad, optim
 from lmcore.autograd import Tensor
 from lmcore.data.batches import ContiguousBatches, RandomWindows, SequentialWindows
+from lmcore.functional.recurrence import GRURecurrence, LSTMRecurrence, RNNRecurrence, rnn_layer
 from lmcore.gradcheck import gradcheck
 from lmcore.models.mlp import MLPLanguageModel
 from lmcore.models.rnn import RNNLanguageModel
 from lmcore.ngram import NGramLM
 from lmcore.nn.recurrent import RNN, RNNCell
 from lmcore.notebook import show
-from lmcore.recurrent import GRURecurrence, LSTMRecurrence, RNNRecurrence, rnn_layer
 from lmcore.tokenizers import CharTokenizer
 from lmcore.train import NonFiniteLossError, StateCarrier, evaluate, train
 

@@ -6,11 +6,11 @@ import pytest
 from lmcore import optim
 from lmcore.autograd import Tensor
 from lmcore.data.batches import ContiguousBatches
+from lmcore.functional.recurrence import gru_layer, lstm_layer, rnn_layer
 from lmcore.gradcheck import gradcheck
 from lmcore.models.rnn import RNNLanguageModel, detach_state
 from lmcore.nn.module import functional_call
 from lmcore.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
-from lmcore.recurrent import gru_layer, lstm_layer, rnn_layer
 from lmcore.rng import manual_seed
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}

@@ -63,7 +63,10 @@ from lmcore.functional.arithmetic import (
 )
 from lmcore.functional.conversion import Cast, ToDevice, cast, to_device
 from lmcore.functional.fused_attention import (
+    MergeHeads,
+    Rotary,
     ScaledDotProductAttention,
+    SplitHeads,
     apply_rotary,
     causal_mask,
     merge_heads,
@@ -83,6 +86,14 @@ from lmcore.functional.indexing import (
 )
 from lmcore.functional.loss_functions import CrossEntropy, cross_entropy, mse_loss
 from lmcore.functional.normalization import LayerNorm, layer_norm
+from lmcore.functional.recurrence import (
+    GRURecurrence,
+    LSTMRecurrence,
+    RNNRecurrence,
+    gru_layer,
+    lstm_layer,
+    rnn_layer,
+)
 from lmcore.functional.reductions import Max, Mean, Sum, argmax, max, mean, min, sum
 from lmcore.functional.regularization import Dropout, dropout
 from lmcore.functional.shapes import (
@@ -110,12 +121,14 @@ __all__ = [
     "exp", "log", "tanh", "sigmoid", "relu", "gelu", "softmax", "log_softmax",
     "dropout", "where", "masked_fill", "cross_entropy", "mse_loss", "layer_norm",
     "scaled_dot_product_attention", "split_heads", "merge_heads", "causal_mask",
-    "rotary_tables", "apply_rotary", "cast", "to_device",
+    "rotary_tables", "apply_rotary", "rnn_layer", "lstm_layer", "gru_layer", "cast", "to_device",
     # the operations themselves (Functions with forward and backward), for reading and reuse
     "Add", "Sub", "Mul", "Div", "Pow", "Neg", "MatMul", "Linear", "Sum", "Mean", "Max",
     "Reshape", "Permute", "Concat", "Stack", "Split", "GetItem", "Embedding", "Where",
     "MaskedFill", "Exp", "Log", "Tanh", "Sigmoid", "ReLU", "GELU", "Softmax", "LogSoftmax",
-    "Dropout", "CrossEntropy", "LayerNorm", "ScaledDotProductAttention", "Cast", "ToDevice",
+    "Dropout", "CrossEntropy", "LayerNorm", "ScaledDotProductAttention", "SplitHeads",
+    "MergeHeads", "Rotary", "RNNRecurrence",
+    "LSTMRecurrence", "GRURecurrence", "Cast", "ToDevice",
 ]  # fmt: skip
 
 tensor_methods.install()

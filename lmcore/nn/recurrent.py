@@ -1,7 +1,7 @@
 """Recurrent layers with PyTorch's names, shapes, gate order, parameters and init.
 
 :class:`RNN`, :class:`LSTM` and :class:`GRU` run stacks of layers over whole sequences
-(one fused operation per layer, see :mod:`lmcore.recurrent`); :class:`RNNCell`,
+(one fused operation per layer, see :mod:`lmcore.functional.recurrence`); :class:`RNNCell`,
 :class:`LSTMCell` and :class:`GRUCell` take one step. Sequences are (T, B, I), or
 (B, T, I) with ``batch_first=True``, or (T, I) for a single unbatched sequence. States
 are (num_layers, B, H) and always batch-second, as in PyTorch. Layer ``k`` has
@@ -31,9 +31,9 @@ import numpy as np
 from lmcore import backend
 from lmcore import functional as F
 from lmcore.autograd import Tensor
+from lmcore.functional.recurrence import NONLINEARITIES, gru_layer, lstm_layer, rnn_layer
 from lmcore.nn import init
 from lmcore.nn.module import Module, Parameter
-from lmcore.recurrent import NONLINEARITIES, gru_layer, lstm_layer, rnn_layer
 
 __all__ = ["GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNCell"]
 

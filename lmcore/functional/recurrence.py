@@ -41,8 +41,8 @@ from __future__ import annotations
 import numpy as np
 
 from lmcore import backend
-from lmcore import functional as F
 from lmcore.autograd import Function, Tensor
+from lmcore.functional.arithmetic import linear
 
 __all__ = [
     "GRURecurrence",
@@ -344,7 +344,7 @@ def rnn_layer(
         >>> out.shape, bool((out.data[-1] == h_n.data).all())
         ((7, 2, 4), True)
     """
-    gx = F.linear(input, weight_ih, bias_ih)  # (T, B, H): all steps in one product
+    gx = linear(input, weight_ih, bias_ih)  # (T, B, H): all steps in one product
     return RNNRecurrence(nonlinearity)(*_with_bias((gx, h0, weight_hh), bias_hh))
 
 
@@ -360,7 +360,7 @@ def lstm_layer(
     """An LSTM layer over a time-major sequence: ``input`` (T, B, I), ``h0`` and ``c0``
     (B, H), ``weight_ih`` (4H, I), ``weight_hh`` (4H, H) → (every h_t (T, B, H), h_T, c_T).
     See the module's example."""
-    gx = F.linear(input, weight_ih, bias_ih)  # (T, B, 4H): all steps in one product
+    gx = linear(input, weight_ih, bias_ih)  # (T, B, 4H): all steps in one product
     return LSTMRecurrence()(*_with_bias((gx, h0, c0, weight_hh), bias_hh))
 
 
@@ -381,5 +381,5 @@ def gru_layer(
         >>> gru_layer(x, h0, Tensor(np.ones((12, 3))), Tensor(np.ones((12, 4))))[0].shape
         (7, 2, 4)
     """
-    gx = F.linear(input, weight_ih, bias_ih)  # (T, B, 3H): all steps in one product
+    gx = linear(input, weight_ih, bias_ih)  # (T, B, 3H): all steps in one product
     return GRURecurrence()(*_with_bias((gx, h0, weight_hh), bias_hh))
