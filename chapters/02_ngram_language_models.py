@@ -223,8 +223,10 @@ show(sm.add_k)
 # %% [markdown]
 # Add-k is honest but crude. It gives *every* unseen continuation the same share, so an
 # impossible `qz` gets as much as a plausible but unseen `ng`, and it takes far too much from
-# rare contexts: a context seen twice, with $V = 76$ and $k = 1$, keeps only $2/78$ of its
-# probability for what it actually saw. As the order grows, more and more contexts are rare,
+# rare contexts: a context seen twice, with $V = 76$ and $k = 1$, has a denominator of
+# $2 + 76 = 78$, and the continuations it actually saw get $(2 + s)/78$ in all, where $s \le 2$
+# is the number of distinct ones: at most $4/78$, about 5 %, of the probability, while the
+# 74 or more continuations it never saw share the other 95 %. As the order grows, more and more contexts are rare,
 # and add-k gets *worse*, as the tables below will show.
 
 # %% [markdown]
@@ -345,6 +347,7 @@ for w in (MORROW, NATURE):
         f"after {len(preceded_by[w]):3d} distinct words; most often after "
         + ", ".join(f"{words.decode([a])!r} ({n})" for a, n in top)
     )
+assert len(preceded_by[MORROW]) == 5 and len(preceded_by[NATURE]) > 100  # the full plays
 
 # %% [markdown]
 # *morrow* follows only five different tokens, almost always a hyphen (*to-morrow*,
@@ -557,7 +560,9 @@ for n in LONG_ORDERS:
 del model
 gain = 1 - min(long_ppl) / long_ppl[0]
 print(f"the best longer order gains {gain:.1%} over order 6")
+print(f"perplexity at order {LONG_ORDERS[-1]}: {long_ppl[-1]:.3f}, best {min(long_ppl):.3f}")
 assert gain < 0.05
+assert long_ppl[-1] > min(long_ppl)  # past the best order, perplexity creeps back up
 
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -582,7 +587,8 @@ plt.show()
 # The two plots are one story. As the order grows, the model can use more context *when it
 # has seen that context*, but it has seen a shrinking share of them. For the training plays at
 # full size, the gains flatten near order 7 or 8, where a third of the validation 8-grams are
-# new; beyond it perplexity even creeps up, while the tables keep growing (next sections).
+# new; beyond it perplexity even creeps up (asserted: the longest order is worse than the
+# best), while the tables keep growing (next sections).
 # In the `quick` profile, with an eighth of the text, the curve flattens one or two orders
 # earlier, at 6 or 7. More data pushes the wall back, but slowly: to see most 10-grams of new
 # plays, we would need vastly more Shakespeare than Shakespeare wrote.

@@ -229,8 +229,9 @@ assert np.allclose(a_t.grad, b_np) and math.isclose(a_toy[7].grad, b_np[7])
 assert toy_s > 10 * tensor_s
 
 # %% [markdown]
-# Same gradients ($\partial (a \cdot b) / \partial a = b$), and far faster: a few hundred times
-# on the 2-core machine this book is built on, and the gap widens with the size of the arrays.
+# Same gradients ($\partial (a \cdot b) / \partial a = b$), and far faster: tens of times on
+# the 2-core machine this book is built on (this run's factor is printed above; the assert
+# asks for more than 10), and the gap widens with the size of the arrays.
 #
 # ## The engine in `lmcore`
 #
@@ -1316,8 +1317,9 @@ print(
 # - A checkpoint must hold the model, the optimizer, the schedule, the data sampler, the
 #   random generators and the history; with all of them, a resumed run is bit-for-bit the
 #   same as one that never stopped.
-# - Learned character embeddings group vowels, capitals and punctuation, without being told
-#   what any of them are.
+# - Learned character embeddings put punctuation marks together, the newline beside the
+#   space, and many letters beside their capitals, without being told what any of them are;
+#   vowels are only a little more alike than a vowel and a consonant.
 
 # %% [markdown]
 # ## Exercises

@@ -11,8 +11,8 @@ Python numbers and arrays mixed with tensors are constants of the tensor's dtype
 The operations are grouped by family in the modules of this package (``arithmetic``,
 ``reductions``, ``shapes``, ``indexing``, ``activations``, ``regularization``, ``losses``,
 ``normalization``, ``attention``, ``conversion``); this namespace holds them all, as
-``torch.nn.functional`` does (:mod:`lmcore.nn.functional` is the same one). Importing it
-gives :class:`~lmcore.autograd.Tensor` its operators (:mod:`.tensor_methods`).
+``torch.nn.functional`` does (``lmcore.nn.functional`` is the same one). Importing it
+gives :class:`~lmcore.autograd.Tensor` its operators (:mod:`lmcore.functional.tensor_methods`).
 
 Example:
     >>> import numpy as np

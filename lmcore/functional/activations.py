@@ -173,7 +173,7 @@ class GELU(Function):
     which keeps float64 results equal to the textbook formula to rounding. Every step is
     done in place in one or two buffers.
 
-    ``approximate="none"`` (exact): Phi from erf (:func:`_erf`, W. J. Cody's rational
+    ``approximate="none"`` (exact): Phi from erf (``_erf``, W. J. Cody's rational
     approximations), computed in float64 and rounded once to the input's dtype; the
     slope is d/dx [x Phi(x)] = Phi(x) + x phi(x), phi the normal density.
     """

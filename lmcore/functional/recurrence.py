@@ -4,7 +4,7 @@ A recurrent layer has two parts, and each is computed the fast way:
 
 * the **input projection** ``x_t @ W_ih^T + b_ih`` does not depend on earlier steps,
   so all T steps are one matrix multiply of (T*B, I) by (I, G*H)
-  (:func:`lmcore.functional.linear`; G is the number of gates: 1, 4 or 3);
+  (:func:`lmcore.functional.arithmetic.linear`; G is the number of gates: 1, 4 or 3);
 * the **recurrence** ``h_t = f(gx_t + h_{t-1} @ W_hh^T + b_hh)`` is one
   :class:`~lmcore.autograd.Function` that loops over time in ``forward`` and keeps the
   hidden states and gate activations; its ``backward`` is backpropagation through time

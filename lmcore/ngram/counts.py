@@ -66,7 +66,9 @@ def _keys(context_ids: np.ndarray, padded: np.ndarray, offset: np.ndarray, n: in
 class NGramCounts:
     """The counts of all n-grams of orders 1 to ``order`` in a list of documents.
 
-    Attributes (index ``n - 1`` holds order n):
+    Each attribute is a list whose index ``n - 1`` holds order n.
+
+    Attributes:
         keys: sorted distinct keys, int64 (G_n,)
         counts: how often each n-gram occurs, int64 (G_n,)
         continuation: for n < order, the number of distinct tokens seen just before

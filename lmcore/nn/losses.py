@@ -35,7 +35,7 @@ class CrossEntropyLoss(Module):
 
     * PyTorch's: classes on axis 1, (N, C) or (N, C, d1, ...) with targets (N, d1, ...);
     * lmcore's: classes on the last axis, (B, T, C) with targets (B, T), as
-      :func:`lmcore.functional.cross_entropy` takes them (what a language model gives).
+      :func:`lmcore.functional.loss_functions.cross_entropy` takes them (what a language model gives).
 
     The layout is read from the target's shape; when both fit (C == d1), the classes
     are taken to be last. A floating ``target`` of the input's shape holds class
