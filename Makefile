@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 STYLED := lmcore tests chapters/*.py
 
-.PHONY: book test lint format sync clean
+.PHONY: book test lab lint format sync clean
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ $(READY): pyproject.toml
 book: $(READY)
 	$(BIN)/jupyter-book build . --toc book/_toc.yml
 	@echo "The book is built: open _build/html/index.html in a browser."
+
+# JupyterLab on the chapters; jupytext pairs each notebook with its .py twin, so an edit
+# saved in JupyterLab updates both files.
+lab: $(READY)
+	$(BIN)/jupyter lab chapters/
 
 test: $(READY) lint
 	LMCORE_PROFILE=quick $(BIN)/python -m pytest

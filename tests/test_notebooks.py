@@ -67,3 +67,23 @@ def test_readme_colab_badges_point_at_the_committed_notebooks():
 def test_chapter_is_in_the_table_of_contents(path):
     toc = (ROOT / "book" / "_toc.yml").read_text()
     assert f"chapters/{path.stem}" in toc
+
+
+def test_saving_in_jupyterlab_updates_the_twin(tmp_path):
+    """JupyterLab saves through jupytext's contents manager (its server extension), which
+    writes each chapter's paired .py twin along with the notebook."""
+    manager_module = pytest.importorskip("jupyter_server.services.contents.filemanager")
+    from jupytext.sync_contentsmanager import build_sync_jupytext_contents_manager_class
+
+    chapter = CHAPTERS[0]
+    for path in (chapter, chapter.with_suffix(".py")):
+        (tmp_path / path.name).write_text(path.read_text())
+    manager_class = build_sync_jupytext_contents_manager_class(manager_module.FileContentsManager)
+    manager = manager_class(root_dir=str(tmp_path))
+    model = manager.get(chapter.name)
+    model["content"].cells[0].source += "\n\nA note written in JupyterLab."
+    manager.save(model, chapter.name)
+    assert (
+        "# A note written in JupyterLab."
+        in (tmp_path / chapter.with_suffix(".py").name).read_text()
+    )
