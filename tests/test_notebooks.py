@@ -2,6 +2,7 @@
 installing lmcore from the one repository address written in _config.yml."""
 
 import json
+import re
 
 import jupytext
 import pytest
@@ -87,3 +88,41 @@ def test_saving_in_jupyterlab_updates_the_twin(tmp_path):
         "# A note written in JupyterLab."
         in (tmp_path / chapter.with_suffix(".py").name).read_text()
     )
+
+
+# Bold text in the chapters that is emphasis or a label, not a term being defined.
+NOT_TERMS = {
+    "in this chapter you will", "whole plays", "keep", "read", "write", "measuring it",
+    "relu with $n(0, 1)$", "relu with xavier", "tanh with $n(0, 0.01^2)$", "tanh with $n(0, 1)$",
+    "the two numbers cannot be compared",
+    "sum the incoming gradient over the axes that broadcasting stretched",
+}  # fmt: skip
+
+
+def glossary_terms() -> list[str]:
+    text = (ROOT / "book" / "glossary.md").read_text()
+    block = text.split("```{glossary}")[1].split("```")[0]
+    return [line.strip().lower() for line in block.splitlines() if line and not line[0].isspace()]
+
+
+def defines(term: str, entries: list[str]) -> bool:
+    """A glossary entry names the term (also in the plural, or as the start of a longer name)."""
+    singular = term[:-1] if term.endswith("s") else term
+    return any(entry in (term, singular) or entry.startswith(term + " ") for entry in entries)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_every_bold_term_is_in_the_glossary(path):
+    entries = glossary_terms()
+    assert all("Chinese:" in block for block in (ROOT / "book" / "glossary.md").read_text()
+               .split("```{glossary}")[1].split("```")[0].strip().split("\n\n"))  # fmt: skip
+    missing = []
+    for cell in jupytext.read(path.with_suffix(".py")).cells:
+        if cell.cell_type != "markdown":
+            continue
+        for bold in re.findall(r"\*\*([^*]+)\*\*", cell.source):
+            term = " ".join(bold.split()).rstrip(".:").lower()
+            is_term = term and not re.fullmatch(r"\d+", term) and term not in NOT_TERMS
+            if is_term and not defines(term, entries):
+                missing.append(bold)
+    assert not missing, f"{path.stem}: bold terms missing from book/glossary.md: {missing}"
