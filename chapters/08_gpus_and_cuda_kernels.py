@@ -94,9 +94,7 @@ lmcore.notebook.setup()
 
 def ptx_functions(family: str, arch: str = "compute_90") -> dict[str, str]:
     """The PTX of each kernel of a family, compiled here by NVRTC (no GPU needed)."""
-    ptx = nvrtc.compile_ptx(loader.source(family), arch=arch, name=f"{family}.cu")
-    parts = re.split(r"(?=\.visible \.entry)", ptx)[1:]
-    return {re.match(r"\.visible \.entry (\w+)", p).group(1): p for p in parts}
+    return nvrtc.ptx_entries(nvrtc.compile_ptx(loader.source(family), arch, f"{family}.cu"))
 
 
 def instructions(ptx: str) -> Counter:

@@ -16,15 +16,13 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
 from lmcore import backend
-from lmcore.autograd import no_grad
+from lmcore.nn.module import evaluation_mode
 from lmcore.rng import default_generator
 
-__all__ = ["check_sampling", "evaluating", "generate", "sample_next"]
+__all__ = ["check_sampling", "generate", "sample_next"]
 
 
 def check_sampling(temperature: float, top_k: int | None) -> None:
@@ -33,28 +31,6 @@ def check_sampling(temperature: float, top_k: int | None) -> None:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be a positive number of tokens, got {top_k}")
-
-
-@contextlib.contextmanager
-def evaluating(model):
-    """Evaluation mode (no dropout) and no gradient inside; the model's mode restored after.
-
-    Example:
-        >>> from lmcore import nn
-        >>> layer = nn.Dropout(0.5)
-        >>> with evaluating(layer):
-        ...     layer.training
-        False
-        >>> layer.training
-        True
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            yield model
-    finally:
-        model.train(was_training)
 
 
 def generate(model, idx, max_new_tokens: int, temperature: float = 1.0,
@@ -73,13 +49,13 @@ def generate(model, idx, max_new_tokens: int, temperature: float = 1.0,
         )
     xp = backend.get_array_module(idx)
     generator = default_generator(xp) if seed is None else xp.random.default_rng(seed)
-    pieces, state = [idx], None
-    with evaluating(model):
+    state = None
+    with evaluation_mode(model):
         for _ in range(max_new_tokens):
-            context = pieces[0] if len(pieces) == 1 else xp.concatenate(pieces, axis=1)
-            logits, state = model.next_token_logits(context, state)  # (B, V)
-            pieces = [context, sample_next(logits, temperature, top_k, generator).astype(idx.dtype)]
-    return pieces[0] if len(pieces) == 1 else xp.concatenate(pieces, axis=1)
+            logits, state = model.next_token_logits(idx, state)  # (B, V)
+            next_ids = sample_next(logits, temperature, top_k, generator)  # (B, 1)
+            idx = xp.concatenate([idx, next_ids.astype(idx.dtype)], axis=1)
+    return idx
 
 
 def sample_next(logits, temperature: float, top_k: int | None, generator):

@@ -21,8 +21,9 @@ import functools
 import glob
 import importlib.util
 import os
+import re
 
-__all__ = ["CompileError", "available", "compile_ptx", "library_path"]
+__all__ = ["CompileError", "available", "compile_ptx", "library_path", "ptx_entries"]
 
 
 class CompileError(RuntimeError):
@@ -115,3 +116,14 @@ def compile_ptx(
         return ptx.value.decode()
     finally:
         lib.nvrtcDestroyProgram(ctypes.byref(program))
+
+
+def ptx_entries(ptx: str) -> dict[str, str]:
+    r"""The PTX text of each kernel (``.entry``) of a compiled module, by kernel name.
+
+    Example:
+        >>> ptx_entries(".visible .entry a(\n) { ret; }\n.visible .entry b(\n) { ret; }")
+        {'a': '.visible .entry a(\n) { ret; }\n', 'b': '.visible .entry b(\n) { ret; }'}
+    """
+    parts = re.split(r"(?=\.visible \.entry )", ptx)[1:]
+    return {re.match(r"\.visible \.entry (\w+)", part).group(1): part for part in parts}

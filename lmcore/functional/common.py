@@ -55,8 +55,3 @@ def _axes(dim, ndim: int) -> tuple[int, ...]:
         return tuple(range(ndim))
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
     return tuple(d % ndim if ndim else 0 for d in dims)
-
-
-def _array_of(value):
-    """The array inside a tensor, or the value itself (an index array, a mask, a list)."""
-    return value.data if isinstance(value, Tensor) else value

@@ -26,8 +26,8 @@ import math
 import numpy as np
 
 from lmcore import backend, cuda
-from lmcore.autograd import Function, Tensor
-from lmcore.functional.common import _array_of, _as_tensor
+from lmcore.autograd import Function, Tensor, _data_of
+from lmcore.functional.common import _as_tensor
 from lmcore.rng import default_generator
 
 __all__ = [
@@ -239,7 +239,7 @@ def scaled_dot_product_attention(
     num_queries, num_keys = query.shape[-2], key.shape[-2]
     allowed = additive = None
     if mask is not None:
-        mask = xp.asarray(_array_of(mask))
+        mask = xp.asarray(_data_of(mask))
         scores_shape = query.shape[:-1] + (num_keys,)
         try:
             fits = np.broadcast_shapes(mask.shape, scores_shape) == scores_shape

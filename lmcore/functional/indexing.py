@@ -7,9 +7,8 @@ import builtins
 import numpy as np
 
 from lmcore import backend
-from lmcore.autograd import Function, Tensor
+from lmcore.autograd import Function, Tensor, _data_of
 from lmcore.functional.common import (
-    _array_of,
     _as_tensor,
     _tensors,
     _unbroadcast,
@@ -80,7 +79,7 @@ def getitem(input, index) -> Tensor:
     xp = backend.get_array_module(like)
 
     def plain(part):
-        part = _array_of(part)
+        part = _data_of(part)
         if isinstance(part, list):
             return xp.asarray(part)
         return part
@@ -112,7 +111,7 @@ def embedding(input, weight: Tensor) -> Tensor:
         >>> embedding(np.array([[1, 3], [1, 1]]), table).shape
         (2, 2, 4)
     """
-    indices = _array_of(input)
+    indices = _data_of(input)
     xp = backend.get_array_module(weight.data)
     indices = xp.asarray(indices)
     if indices.dtype.kind not in "iu":
@@ -140,7 +139,7 @@ class Where(Function):
 def where(condition, input, other) -> Tensor:
     """Elements of ``input`` where ``condition`` is true, else of ``other`` (broadcast)."""
     a, b = _tensors(input, other)
-    return Where(_array_of(condition))(a, b)
+    return Where(_data_of(condition))(a, b)
 
 
 class MaskedFill(Function):
@@ -165,4 +164,4 @@ def masked_fill(input, mask, value: float) -> Tensor:
         >>> masked_fill(Tensor(np.zeros((3, 3))), causal, -np.inf).numpy()[0]
         array([  0., -inf, -inf])
     """
-    return MaskedFill(_array_of(mask), value)(_as_tensor(input))
+    return MaskedFill(_data_of(mask), value)(_as_tensor(input))

@@ -5,10 +5,9 @@ from __future__ import annotations
 import warnings
 
 from lmcore import backend, cuda
-from lmcore.autograd import Function, Tensor
+from lmcore.autograd import Function, Tensor, _data_of
 from lmcore.functional.arithmetic import mul, sub
 from lmcore.functional.common import (
-    _array_of,
     _as_tensor,
 )
 from lmcore.functional.reductions import mean, sum
@@ -25,7 +24,6 @@ class CrossEntropy(Function):
         x = logits.reshape(-1, num_classes)  # (N, C)
         targets = self.targets.reshape(-1)  # (N,)
         valid = targets != self.ignore_index
-        safe_targets = xp.where(valid, targets, 0)
         bad = valid & ((targets < 0) | (targets >= num_classes))
         if bad.any():
             raise IndexError(
@@ -44,6 +42,7 @@ class CrossEntropy(Function):
             self.x, self.flat_targets, self.valid = x, targets, valid
             return self._reduce(xp, loss, valid, logits.dtype)
         rows = xp.arange(x.shape[0])
+        safe_targets = xp.where(valid, targets, 0)  # any valid index for ignored rows
         # log p_c = x_c - logsumexp(x); the loss needs it only at the target and, for
         # label smoothing, summed over classes, so the (N, C) log-probs are never kept.
         peak = x.max(axis=1, keepdims=True)  # (N, 1)
@@ -122,7 +121,7 @@ def cross_entropy(
         raise ValueError(f"label_smoothing must be between 0 and 1, got {label_smoothing}")
     logits = _as_tensor(logits)
     xp = backend.get_array_module(logits.data)
-    targets = xp.asarray(_array_of(targets))
+    targets = xp.asarray(_data_of(targets))
     if targets.shape != logits.shape[:-1]:
         raise ValueError(
             f"cross_entropy: logits of shape {logits.shape} need targets of shape "

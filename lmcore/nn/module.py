@@ -25,16 +25,18 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
 from lmcore import backend
-from lmcore.autograd import Tensor
+from lmcore.autograd import Tensor, no_grad
 
 __all__ = [
     "IncompatibleKeys",
+    "evaluation_mode",
     "Module",
     "ModuleDict",
     "ModuleList",
@@ -43,6 +45,29 @@ __all__ = [
     "Sequential",
     "functional_call",
 ]
+
+
+@contextlib.contextmanager
+def evaluation_mode(model):
+    """Evaluation mode (dropout off) with no graph recorded inside; the model's own mode is
+    restored afterwards.
+
+    Example:
+        >>> from lmcore import nn
+        >>> layer = nn.Dropout(0.5)
+        >>> with evaluation_mode(layer):
+        ...     layer.training
+        False
+        >>> layer.training
+        True
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            yield model
+    finally:
+        model.train(was_training)
 
 
 class Parameter(Tensor):

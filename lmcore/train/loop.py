@@ -35,7 +35,6 @@ state of its own through the validation stream:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -44,7 +43,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from lmcore import backend
-from lmcore.autograd import Tensor, detach_state, no_grad
+from lmcore.autograd import Tensor, detach_state
+from lmcore.nn.module import evaluation_mode
 from lmcore.optim import clip_grad_norm_
 from lmcore.train.checkpoint import load_checkpoint, save_checkpoint
 from lmcore.train.history import History
@@ -123,18 +123,6 @@ class StateCarrier:
             self.state = tuple(as_tensor(a) for a in saved)
         else:
             self.state = None if saved is None else as_tensor(saved)
-
-
-@contextlib.contextmanager
-def evaluation_mode(model):
-    """Evaluation mode (dropout off) with no graph recorded; the model's mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def evaluate(
