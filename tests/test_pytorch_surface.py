@@ -7,6 +7,7 @@ import json
 import math
 import warnings
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -358,7 +359,7 @@ def test_parameter_list():
     weights[0] = np.full((2, 3), 5.0)
     assert weights[0].data[0, 0] == 5.0 and weights[-1].shape == (1,)
     assert "(0): Parameter of shape (2, 3), float64, on cpu" in repr(weights)
-    with pytest.raises(TypeError, match="ParameterList holds Parameters"):
+    with pytest.raises(TypeError, match="ParameterList or ParameterDict holds Parameters"):
         weights.append("not an array")
 
     class Mixture(nn.Module):
@@ -369,6 +370,29 @@ def test_parameter_list():
     model = Mixture()
     assert list(model.state_dict()) == ["scales.0", "scales.1", "scales.2"]
     assert len(optim.SGD(model.parameters(), lr=0.1).param_groups[0]["params"]) == 3
+
+
+def test_parameter_dict():
+    scales = nn.ParameterDict({"query": np.ones(4), "key": Tensor(np.zeros(4))})
+    scales["value"] = nn.Parameter(np.full(4, 2.0))
+    assert list(scales) == ["query", "key", "value"] and "key" in scales
+    assert all(isinstance(p, nn.Parameter) for p in scales.values())
+    assert scales.pop("key").data.sum() == 0 and len(scales) == 2
+    with pytest.raises(KeyError, match="no key 'key'; its keys: query, value"):
+        scales["key"]
+    with pytest.raises(TypeError, match="or ParameterDict holds Parameters"):
+        scales["bad"] = "not an array"
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scales = nn.ParameterDict({"a": np.ones(2), "b": np.ones(3)})
+
+    model = Scaled()
+    assert list(model.state_dict()) == ["scales.a", "scales.b"]
+    model.load_state_dict({"scales.a": np.full(2, 3.0), "scales.b": np.zeros(3)})
+    assert model.scales["a"].data.tolist() == [3.0, 3.0]
+    assert len(optim.SGD(model.parameters(), lr=0.1).param_groups[0]["params"]) == 2
 
 
 def test_identity():
@@ -427,9 +451,73 @@ def test_cross_entropy_loss_with_class_probabilities():
         nn.CrossEntropyLoss()(logits, np.ones((4, 2)))
 
 
+_TORCH_CE = Path(__file__).parent / "data" / "torch_cross_entropy.npz"
+
+
+def _weighted_cross_entropy_cases():
+    snap = np.load(_TORCH_CE)
+    for reduction in ("mean", "sum", "none"):
+        for smoothing in (0.0, 0.2):
+            for soft in (False, True):
+                yield snap, reduction, smoothing, soft
+
+
+def _lmcore_weighted(snap, reduction, smoothing, soft):
+    x = Tensor(snap["logits"], requires_grad=True)
+    loss_fn = nn.CrossEntropyLoss(
+        snap["weight"], ignore_index=-1, label_smoothing=smoothing, reduction=reduction
+    )
+    loss = loss_fn(x, snap["soft"] if soft else snap["targets"])
+    loss.sum().backward()
+    return loss.numpy(), x.grad
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_class_weights_match_pytorchs_snapshot(case):
+    snap, reduction, smoothing, soft = list(_weighted_cross_entropy_cases())[case]
+    key = f"{'soft_' if soft else ''}{{}}_{reduction}_{smoothing}"
+    loss, grad = _lmcore_weighted(snap, reduction, smoothing, soft)
+    np.testing.assert_allclose(loss, snap[key.format("loss")], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grad, snap[key.format("grad")], rtol=1e-10, atol=1e-12)
+
+
+def test_class_weights_match_torch_when_installed():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    logits, weight = rng.normal(size=(9, 4)), rng.uniform(0.1, 3, size=4)
+    targets = rng.integers(0, 4, size=9)
+    targets[[1, 5]] = -100
+    for reduction in ("mean", "sum", "none"):
+        for smoothing in (0.0, 0.3):
+            x = torch.tensor(logits, requires_grad=True)
+            expected = torch.nn.functional.cross_entropy(
+                x, torch.from_numpy(targets), weight=torch.from_numpy(weight),
+                label_smoothing=smoothing, reduction=reduction,
+            )  # fmt: skip
+            expected.sum().backward()
+            ours_x = Tensor(logits, requires_grad=True)
+            ours = F.cross_entropy(
+                ours_x, targets, weight=weight, label_smoothing=smoothing, reduction=reduction
+            )
+            ours.sum().backward()
+            np.testing.assert_allclose(ours.numpy(), expected.detach().numpy(), rtol=1e-10)
+            np.testing.assert_allclose(ours_x.grad, x.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_class_weights_gradcheck_and_errors():
+    weight = np.array([0.5, 2.0, 1.0, 3.0])
+    targets = np.array([[0, 3, -100], [1, 1, 2]])
+    x = rand(2, 3, 4, grad=True)
+    for smoothing in (0.0, 0.25):
+        assert gradcheck(
+            lambda t, s=smoothing: F.cross_entropy(t, targets, weight=weight, label_smoothing=s),
+            x,
+        )
+    with pytest.raises(ValueError, match="one number per class"):
+        F.cross_entropy(x, targets, weight=np.ones(3))
+
+
 def test_loss_settings_are_checked():
-    with pytest.raises(NotImplementedError, match="no class weights"):
-        nn.CrossEntropyLoss(np.ones(3))
     with pytest.raises(ValueError, match="reduction"):
         nn.CrossEntropyLoss(reduction="average")
     with pytest.raises(ValueError, match="label_smoothing"):

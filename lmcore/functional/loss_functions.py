@@ -14,8 +14,8 @@ from lmcore.functional.reductions import mean, sum
 
 
 class CrossEntropy(Function):
-    def __init__(self, targets, ignore_index, label_smoothing, reduction):
-        self.targets = targets
+    def __init__(self, targets, ignore_index, label_smoothing, reduction, weight=None):
+        self.targets, self.weight = targets, weight  # weight: (C,) class weights or None
         self.ignore_index, self.smoothing, self.reduction = ignore_index, label_smoothing, reduction
 
     def forward(self, logits):
@@ -32,7 +32,7 @@ class CrossEntropy(Function):
             )
         self.logits_shape = logits.shape
         self.count = xp.maximum(valid.sum(), 1).astype(logits.dtype)
-        self.kernel = cuda.wanted(x)
+        self.kernel = cuda.wanted(x) and self.weight is None
         if self.kernel:  # the fused CUDA kernel: no (N, C) array is written here
             from lmcore.cuda import ops
 
@@ -50,7 +50,15 @@ class CrossEntropy(Function):
         total = probs.sum(axis=1, keepdims=True)
         logsumexp = (peak + xp.log(total))[:, 0]  # (N,)
         loss = logsumexp - x[rows, safe_targets]
-        if self.smoothing:
+        if self.weight is not None:
+            # Each target's loss times its class's weight; the mean divides by their sum.
+            self.row_weight = xp.where(valid, self.weight[safe_targets], 0)  # (N,)
+            self.count = self.row_weight.sum().astype(logits.dtype)
+            loss = loss * self.row_weight
+            if self.smoothing:  # the uniform part weighs every class by its own weight
+                smooth = (logsumexp[:, None] - x) @ self.weight / num_classes  # (N,)
+                loss = (1 - self.smoothing) * loss + self.smoothing * smooth
+        elif self.smoothing:
             loss = (1 - self.smoothing) * loss + self.smoothing * (logsumexp - x.mean(axis=1))
         loss = xp.where(valid, loss, 0).astype(logits.dtype)
         probs /= total
@@ -85,6 +93,8 @@ class CrossEntropy(Function):
         else:
             weight = xp.broadcast_to(grad / self.count, self.valid.shape)
         weight = xp.where(self.valid, weight, 0)[:, None]  # (N, 1), zero for ignored rows
+        if self.weight is not None:
+            return self._weighted_backward(weight).reshape(self.logits_shape)
         # d loss / d x = softmax - (1 - s) onehot(target) - s / C, each row times its weight.
         grad_x = self.probs * weight
         grad_x[self.rows, self.safe_targets] -= (1 - self.smoothing) * weight[:, 0]
@@ -92,11 +102,23 @@ class CrossEntropy(Function):
             grad_x -= (self.smoothing / self.probs.shape[1]) * weight
         return grad_x.reshape(self.logits_shape)
 
+    def _weighted_backward(self, weight):
+        """With class weights w and a_i = w[target_i]: d loss_i / d x_i is
+        (1 - s) a_i (softmax - onehot) + (s / C) (sum(w) softmax - w)."""
+        s, num_classes = self.smoothing, self.probs.shape[1]
+        a = self.row_weight[:, None]  # (N, 1)
+        grad_x = self.probs * ((1 - s) * a + s * self.weight.sum() / num_classes)
+        grad_x[self.rows, self.safe_targets] -= (1 - s) * a[:, 0]
+        if s:
+            grad_x -= (s / num_classes) * self.weight
+        return grad_x * weight
+
 
 def cross_entropy(
     logits: Tensor,
     targets,
     *,
+    weight=None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: str = "mean",
@@ -108,12 +130,17 @@ def cross_entropy(
     ``ignore_index`` add nothing and are not counted by the mean. With
     ``label_smoothing`` s the target distribution is (1 - s) one-hot + s / C.
     ``reduction`` is "mean", "sum" or "none" (per-target losses, 0 where ignored).
+    ``weight`` (C,) multiplies each target's loss by its class's weight, and the mean
+    then divides by the sum of the counted targets' weights, as in PyTorch.
 
     Example:
         >>> import numpy as np
         >>> logits = Tensor(np.zeros((2, 4)), requires_grad=True)
         >>> round(cross_entropy(logits, np.array([1, 3])).item(), 4)  # log 4
         1.3863
+        >>> w = np.array([1, 1, 1, 3], np.float32)        # class 3 counts three times
+        >>> round(cross_entropy(logits, np.array([1, 3]), weight=w, reduction="sum").item(), 4)
+        5.5452
     """
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
@@ -129,7 +156,14 @@ def cross_entropy(
         )
     if targets.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy targets must be integers, got dtype {targets.dtype}")
-    return CrossEntropy(targets, ignore_index, label_smoothing, reduction)(logits)
+    if weight is not None:
+        weight = xp.asarray(_data_of(weight), dtype=logits.dtype)
+        if weight.shape != logits.shape[-1:]:
+            raise ValueError(
+                f"cross_entropy: weight must hold one number per class, shape "
+                f"{logits.shape[-1:]}, got {weight.shape}"
+            )
+    return CrossEntropy(targets, ignore_index, label_smoothing, reduction, weight)(logits)
 
 
 def mse_loss(input, target, *, reduction: str = "mean") -> Tensor:

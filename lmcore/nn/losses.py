@@ -13,8 +13,9 @@ Example:
 
 from __future__ import annotations
 
+from lmcore import backend
 from lmcore import functional as F
-from lmcore.autograd import Tensor
+from lmcore.autograd import Tensor, _data_of
 from lmcore.nn.module import Module
 
 __all__ = ["CrossEntropyLoss", "MSELoss"]
@@ -43,8 +44,9 @@ class CrossEntropyLoss(Module):
 
     ``ignore_index`` targets add nothing and are not counted by the mean;
     ``label_smoothing`` s mixes the target with the uniform distribution,
-    (1 - s) target + s / C; ``reduction`` is "mean", "sum" or "none". Class weights
-    (``weight``) are not offered.
+    (1 - s) target + s / C; ``reduction`` is "mean", "sum" or "none". ``weight`` (C,)
+    scales each class's term; with class indices the mean divides by the sum of the
+    counted targets' weights, with probabilities by the number of targets (PyTorch's rule).
 
     Example:
         >>> import numpy as np
@@ -63,13 +65,9 @@ class CrossEntropyLoss(Module):
         label_smoothing: float = 0.0,
     ):
         super().__init__()
-        if weight is not None:
-            raise NotImplementedError(
-                "CrossEntropyLoss has no class weights in lmcore; use reduction='none' and "
-                "multiply each target's loss by its class's weight."
-            )
         if not 0 <= label_smoothing <= 1:
             raise ValueError(f"label_smoothing must be between 0 and 1, got {label_smoothing}")
+        self.weight = weight
         self.ignore_index = ignore_index
         self.reduction = _check_reduction(reduction)
         self.label_smoothing = label_smoothing
@@ -85,6 +83,7 @@ class CrossEntropyLoss(Module):
         return F.cross_entropy(
             input,
             target,
+            weight=self.weight,
             ignore_index=self.ignore_index,
             label_smoothing=self.label_smoothing,
             reduction=self.reduction,
@@ -102,6 +101,9 @@ class CrossEntropyLoss(Module):
             input, target = _classes_last(input), _classes_last(target)
         if self.label_smoothing:
             target = target * (1 - self.label_smoothing) + self.label_smoothing / input.shape[-1]
+        if self.weight is not None:
+            xp = backend.get_array_module(input.data)
+            target = target * Tensor(xp.asarray(_data_of(self.weight), dtype=input.dtype))
         losses = -(target * F.log_softmax(input, dim=-1)).sum(dim=-1)  # (N, d1, ...)
         if self.reduction == "none":
             return losses

@@ -41,6 +41,7 @@ __all__ = [
     "ModuleDict",
     "ModuleList",
     "Parameter",
+    "ParameterDict",
     "ParameterList",
     "Sequential",
     "functional_call",
@@ -813,6 +814,79 @@ class ParameterList(Module):
         )
 
 
+class ParameterDict(Module):
+    """A dict of parameters registered under their keys, in insertion order; tensors and
+    arrays put in become Parameters (as ``torch.nn.ParameterDict``).
+
+    Example:
+        >>> scales = ParameterDict({"query": np.ones(4), "key": np.ones(4)})
+        >>> [(name, p.shape) for name, p in scales.named_parameters()]
+        [('query', (4,)), ('key', (4,))]
+        >>> "key" in scales, isinstance(scales["key"], Parameter)
+        (True, True)
+    """
+
+    def __init__(self, parameters=None):
+        super().__init__()
+        if parameters is not None:
+            self.update(parameters)
+
+    def _known(self, key: str) -> str:
+        if key not in self._parameters:
+            raise KeyError(
+                f"ParameterDict has no key {key!r}; its keys: "
+                f"{', '.join(self._parameters) or 'none'}"
+            )
+        return key
+
+    def __getitem__(self, key: str) -> Parameter:
+        return self._parameters[self._known(key)]
+
+    def __setitem__(self, key: str, value) -> None:
+        self.register_parameter(key, _as_parameter(value))
+
+    def __delitem__(self, key: str) -> None:
+        del self._parameters[self._known(key)]
+
+    def __len__(self) -> int:
+        return len(self._parameters)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parameters)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._parameters
+
+    def keys(self):
+        return self._parameters.keys()
+
+    def values(self):
+        return self._parameters.values()
+
+    def items(self):
+        return self._parameters.items()
+
+    def update(self, parameters) -> None:
+        """Add or replace entries from a mapping or an iterable of (key, value) pairs."""
+        pairs = parameters.items() if hasattr(parameters, "items") else parameters
+        for key, value in pairs:
+            self[key] = value
+
+    def pop(self, key: str) -> Parameter:
+        """Remove the entry ``key`` and return its parameter."""
+        value = self[key]
+        del self[key]
+        return value
+
+    def __repr__(self) -> str:
+        lines = [
+            f"({name}): Parameter of shape {tuple(p.shape)}, {p.dtype}, on {p.device}"
+            for name, p in self._parameters.items()
+        ]
+        body = "".join(f"\n  {line}" for line in lines)
+        return "ParameterDict(" + body + ("\n)" if lines else ")")
+
+
 def functional_call(module: Module, tensors: dict, args, kwargs: dict | None = None):
     """Call ``module`` with some of its parameters or buffers replaced by the given
     tensors (dotted names), then put the originals back, as ``torch.func.functional_call``.
@@ -870,7 +944,8 @@ def _as_parameter(value) -> Parameter:
     if isinstance(value, Tensor) or hasattr(value, "shape"):
         return Parameter(value)
     raise TypeError(
-        f"a ParameterList holds Parameters (or tensors and arrays, which become Parameters), "
+        f"a ParameterList or ParameterDict holds Parameters (or tensors and arrays, which "
+        f"become Parameters), "
         f"got {type(value).__name__}"
     )
 
