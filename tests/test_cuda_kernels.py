@@ -160,8 +160,8 @@ def test_attention_softmax(tq, tk, causal, version, cp_rng):
 
 @gpu
 @pytest.mark.parametrize("affine", [True, False])
-@pytest.mark.parametrize("version", [1, 2, 3])
-@pytest.mark.parametrize("shape", SIZES + ROW_SIZES)
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("shape", SIZES + ROW_SIZES + [(5000, 384)])  # + rows per warp > 1
 def test_layer_norm(shape, version, affine, cp_rng):
     from lmcore.cuda import ops
 
@@ -176,7 +176,7 @@ def test_layer_norm(shape, version, affine, cp_rng):
         close(y, ref_y)
         close(mean, ref_mean, 1e-5)
         close(rstd, ref_rstd, 1e-4)
-        backward = 1 if version == 1 else 2  # the two backward versions
+        backward = min(version, 3)  # the three backward versions
         dx, dw, db = ops.layer_norm_backward(dy, x, w, mean, rstd, True, affine, affine, backward)
         ref_dx, ref_dw, ref_db = reference.layer_norm_backward(host[0], host[1], host[3])
         # dx is rstd times a difference of terms of size |dy w|: float32 rounding is
@@ -189,22 +189,23 @@ def test_layer_norm(shape, version, affine, cp_rng):
 
 
 @gpu
-@pytest.mark.parametrize("shape", SIZES)
-def test_residual_layer_norm(shape, cp_rng):
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("shape", SIZES + ROW_SIZES + [(5000, 384)])
+def test_residual_layer_norm(shape, version, cp_rng):
     from lmcore.cuda import ops
 
     a, r = (cp_rng.standard_normal(shape, dtype="float32") for _ in range(2))
     w, b = (cp_rng.standard_normal(shape[1], dtype="float32") for _ in range(2))
     with poisoned_allocations():
-        total, y, _, _ = ops.residual_layer_norm_forward(a, r, w, b, 1e-5)
+        total, y, _, _ = ops.residual_layer_norm_forward(a, r, w, b, 1e-5, version)
         close(total, a.get().astype(np.float64) + r.get())
         close(y, reference.layer_norm(a.get().astype(np.float64) + r.get(), w.get(), b.get())[0])
 
 
 @gpu
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-@pytest.mark.parametrize("shape", [(1, 2), (7, 65), (33, 1000), (4, 50257)])
+@pytest.mark.parametrize("shape", [(1, 2), (7, 3), (7, 65), (33, 1000), (9, 50257), (5, 8192)])
 def test_cross_entropy(shape, smoothing, version, cp_rng):
     import cupy as cp
 
@@ -217,14 +218,29 @@ def test_cross_entropy(shape, smoothing, version, cp_rng):
     with poisoned_allocations():
         losses, lse = ops.cross_entropy_forward(logits, targets, -100, smoothing, version)
         close(losses, reference.cross_entropy(logits.get(), targets.get(), -100, smoothing))
-        grad = ops.cross_entropy_backward(logits, targets, lse, weight, -100, smoothing)
+        backward = 2 if version == 3 else 1  # the two backward versions
+        grad = ops.cross_entropy_backward(logits, targets, lse, weight, -100, smoothing,
+                                          backward)  # fmt: skip
         ref = reference.cross_entropy_backward(logits.get(), targets.get(), weight.get(), -100,
                                                smoothing)  # fmt: skip
         close(grad, ref)
 
 
 @gpu
-@pytest.mark.parametrize("version", [2, 3])
+def test_cross_entropy_of_an_unaligned_array_falls_back(cp_rng):
+    from lmcore.cuda import ops
+
+    buffer = cp_rng.standard_normal(3 * 101 + 1, dtype="float32")
+    logits = buffer[1:].reshape(3, 101)  # 4 bytes past a 16-byte boundary
+    targets = np.array([0, 50, 100])
+    losses, lse = ops.cross_entropy_forward(logits, targets)
+    close(losses, reference.cross_entropy(logits.get(), targets))
+    grad = ops.cross_entropy_backward(logits, targets, lse, np.float32(1.0))
+    close(grad, reference.cross_entropy_backward(logits.get(), targets, 1.0))
+
+
+@gpu
+@pytest.mark.parametrize("version", [2, 3, 4])
 def test_adamw_versions_match_the_reference(version, cp_rng):
     from lmcore.cuda import ops
 
@@ -333,3 +349,43 @@ def test_adamw_step_on_the_kernel_matches_the_generic_path():
         results.append({n: backend.to_device(p.data, "cpu") for n, p in model.named_parameters()})
     for name, value in results[0].items():
         np.testing.assert_allclose(results[1][name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@gpu
+def test_captured_step_replays_what_eager_steps_compute():
+    """Three training steps replayed from one CUDA graph give the losses and weights of
+    three ordinary steps (kernels on, same seed, same batches)."""
+    from lmcore import rng
+    from lmcore.cuda.graphs import CapturedStep
+    from lmcore.models import GPT, GPTConfig
+
+    g = np.random.default_rng(0)
+    batches = [tuple(g.integers(0, 50, (4, 32)) for _ in "xy") for _ in range(3)]
+
+    def loss_fn(model, x, y):
+        return model(x, y)[1]
+
+    runs = []
+    for captured in (False, True):
+        rng.manual_seed(0)
+        model = GPT(GPTConfig(50, 32, 2, 2, 64, dropout=0.0), device="cuda")
+        opt = model.configure_optimizer(weight_decay=0.1, lr=1e-2)
+        if captured:
+            step = CapturedStep(model, loss_fn, *batches[0], warmup=1, vocab_size=50)
+        losses = []
+        for x, y in batches:
+            if captured:
+                loss = float(step(x, y))
+            else:
+                loss = loss_fn(model, *(backend.to_device(a, "cuda") for a in (x, y)))
+                loss.backward()
+                loss = float(loss.item())
+            opt.step()
+            opt.zero_grad()
+            losses.append(loss)
+        runs.append((losses, {n: p.data.get() for n, p in model.named_parameters()}))
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-5)
+    for name, value in runs[0][1].items():
+        np.testing.assert_allclose(runs[1][1][name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+    with pytest.raises(IndexError, match="token ids must lie in"):
+        step(np.full((4, 32), 50), batches[0][1])

@@ -247,7 +247,8 @@ def _kernel_rows(quick: bool, ceilings: dict) -> list[dict]:
         generic(lambda: F.layer_norm(Tensor(x), (shape[1],), Tensor(w), Tensor(b))),
         8 * x.size, None)  # fmt: skip
     labels = {1: "one thread per row", 2: "one warp per row, shuffles",
-              3: "one warp per row held in registers, float4"}  # fmt: skip
+              3: "one warp per row held in registers, float4",
+              4: "v3 on persistent warps, w and b in registers, next row loaded ahead"}  # fmt: skip
     for v, label in labels.items():
         err = _rel_error(ops.layer_norm_forward(x, w, b, 1e-5, v)[0][ref_rows], ref)
         add("layernorm", "forward", f"v{v}", label, shape,
@@ -256,14 +257,18 @@ def _kernel_rows(quick: bool, ceilings: dict) -> list[dict]:
         generic(lambda: F.layer_norm(Tensor(x) + Tensor(r), (shape[1],), Tensor(w), Tensor(b))),
         16 * x.size, None)  # fmt: skip
     ref = reference.layer_norm((x + r)[ref_rows].get(), w.get(), b.get())[0]
-    err = _rel_error(ops.residual_layer_norm_forward(x, r, w, b, 1e-5)[1][ref_rows], ref)
-    add("layernorm", "residual + forward", "fused", "add and normalize in one pass", shape,
-        _time_ms(lambda: ops.residual_layer_norm_forward(x, r, w, b, 1e-5)), 16 * x.size, err)  # fmt: skip
+    labels = {1: "add and normalize in one pass", 2: "one pass, rows in registers, persistent"}
+    for v, label in labels.items():
+        err = _rel_error(ops.residual_layer_norm_forward(x, r, w, b, 1e-5, v)[1][ref_rows], ref)
+        add("layernorm", "residual + forward", f"fused v{v}", label, shape,
+            _time_ms(lambda v=v: ops.residual_layer_norm_forward(x, r, w, b, 1e-5, v)),
+            16 * x.size, err)  # fmt: skip
     dy = g.standard_normal(shape, dtype=cp.float32)
     _, mean, rstd = ops.layer_norm_forward(x, w, b, 1e-5)
     dx_ref = reference.layer_norm_backward(x[ref_rows].get(), w.get(), dy[ref_rows].get())[0]
     labels = {1: "warp per row for dx, column partial sums for dw, db",
-              2: "one pass: rows in registers, dw, db summed per warp"}  # fmt: skip
+              2: "one pass: rows in registers, dw, db summed per warp",
+              3: "v2 on the blocks the GPU holds at once, next row loaded ahead"}  # fmt: skip
     for v, label in labels.items():
         err = _rel_error(
             ops.layer_norm_backward(dy, x, w, mean, rstd, version=v)[0][ref_rows], dx_ref
@@ -291,7 +296,8 @@ def _kernel_rows(quick: bool, ceilings: dict) -> list[dict]:
         generic(lambda: F.cross_entropy(Tensor(logits), targets, reduction="none")),
         4 * logits.size, None)  # fmt: skip
     labels = {1: "one pass, online softmax (merge: two exps an element), lse kept",
-              2: "one pass, online softmax (one exp an element), lse kept"}  # fmt: skip
+              2: "one pass, online softmax (one exp an element), lse kept",
+              3: "v2 with float4 loads, four in flight a thread"}  # fmt: skip
     for v, label in labels.items():
         err = _rel_error(ops.cross_entropy_forward(logits, targets, version=v)[0][:64], ref)
         add("cross_entropy", "forward", f"v{v}", label, shape,
@@ -300,10 +306,14 @@ def _kernel_rows(quick: bool, ceilings: dict) -> list[dict]:
     _, lse = ops.cross_entropy_forward(logits, targets)
     weight = cp.full(1, 1 / shape[0], cp.float32)
     ref = reference.cross_entropy_backward(logits[:64].get(), targets[:64].get(), 1 / shape[0])
-    err = _rel_error(ops.cross_entropy_backward(logits, targets, lse, weight)[:64], ref)
-    add("cross_entropy", "backward", "v1", "exp(x - lse) - onehot, written once", shape,
-        _time_ms(lambda: ops.cross_entropy_backward(logits, targets, lse, weight)),
-        8 * logits.size, err)  # fmt: skip
+    labels = {1: "exp(x - lse) - onehot, written once", 2: "v1 with float4 loads and stores"}
+    for v, label in labels.items():
+        grad = ops.cross_entropy_backward(logits, targets, lse, weight, version=v)
+        err = _rel_error(grad[:64], ref)
+        add("cross_entropy", "backward", f"v{v}", label, shape,
+            _time_ms(lambda v=v: ops.cross_entropy_backward(logits, targets, lse, weight,
+                                                            version=v)),
+            8 * logits.size, err)  # fmt: skip
 
     rows += _adamw_rows(quick, add)
     rows += _matmul_rows(quick, ceilings)
@@ -340,7 +350,8 @@ def _adamw_rows(quick: bool, add) -> list:
     add("adamw", "step", "v1", "one launch per tensor", shape, _time_ms(per_tensor, repeat=10),
         28 * n, None)  # fmt: skip
     tensors = [(p.data, p.grad, s["exp_avg"], s["exp_avg_sq"], 1e-3, 0.1) for p, s in states]
-    for v, label in ((2, "one launch for all tensors"), (3, "one launch for all, float4")):
+    for v, label in ((2, "one launch for all tensors"), (3, "one launch for all, float4"),
+                     (4, "v3 with two float4 of each array in flight")):  # fmt: skip
         ms = _time_ms(lambda v=v: ops.adamw_multi_tensor(tensors, 10, (0.9, 0.95), 1e-8, v),
                       repeat=10)  # fmt: skip
         add("adamw", "step", f"v{v}", label, shape, ms, 28 * n, None)
@@ -473,7 +484,7 @@ def _training_rows(quick: bool, torch) -> tuple[list[dict], dict]:
     steps, warmup = (3, 2) if quick else (20, 5)
     rows = []
 
-    def measure(rung, step, batches):
+    def measure(rung, step, batches, into=rows):
         """Steps per second with the loss read every step (as a training loop that logs
         does), and the host's own time per step: when the two are close, Python, not the
         GPU, sets the pace."""
@@ -498,7 +509,7 @@ def _training_rows(quick: bool, torch) -> tuple[list[dict], dict]:
         )
         if torch_sync:
             torch_sync()
-        rows.append({"rung": rung, "tokens_per_s": round(tokens / ms * 1e3),
+        into.append({"rung": rung, "tokens_per_s": round(tokens / ms * 1e3),
                      "ms_per_step": round(ms, 2), "host_ms_per_step": round(host_ms, 2),
                      "first_loss": round(first, 4)})  # fmt: skip
 
@@ -528,6 +539,7 @@ def _training_rows(quick: bool, torch) -> tuple[list[dict], dict]:
             if kernels and not quick:
                 _profile_host(step, batches)
         del model, opt
+    rows.append(_captured_rung(config, batches, measure))
     cuda.allow_tf32(False)
 
     if torch is not None and torch.cuda.is_available():
@@ -565,6 +577,35 @@ def _training_rows(quick: bool, torch) -> tuple[list[dict], dict]:
             del model, opt
         torch.cuda.empty_cache()
     return rows, _loss_curve(quick)
+
+
+def _captured_rung(config, batches, measure) -> dict | None:
+    """The kernels rung with forward and backward replayed from a CUDA graph (the
+    optimizer outside it). A failed capture is recorded as the rung's error, not hidden."""
+    from lmcore.cuda.graphs import CapturedStep
+    from lmcore.models.gpt import GPT
+    from lmcore.rng import manual_seed
+
+    rung = "+ CUDA graph of forward and backward"
+    manual_seed(0)
+    model = GPT(config, device="cuda")
+    opt = model.configure_optimizer(weight_decay=0.1, lr=1e-3, betas=(0.9, 0.99))
+    cuda.allow_tf32(True)
+    try:
+        with cuda.use_kernels(True):
+            captured = CapturedStep(model, lambda m, x, y: m(x, y)[1], *batches[0])
+
+            def step(batch, read_loss=True):
+                loss = captured(*batch)
+                opt.step()
+                opt.zero_grad()
+                return float(loss) if read_loss else None
+
+            rows = []
+            measure(rung, step, batches, into=rows)
+            return rows[0]
+    except Exception as error:  # the record says why, and the run goes on
+        return {"rung": rung, "error": f"{type(error).__name__}: {error}"[:600]}
 
 
 def _profile_host(step, batches) -> None:

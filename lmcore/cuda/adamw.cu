@@ -14,6 +14,8 @@
 //       the cost.
 //   v3  v2 with float4 loads and stores (tensors 16-byte aligned; a tensor's last
 //       partial float4 done element by element)
+//   v4  v3 with two float4 of each of p, g, m, v loaded before any arithmetic: eight
+//       16-byte loads in flight per thread instead of four
 // Each element moves 28 bytes (p, g, m, v read; p, m, v written).
 
 __device__ __forceinline__ void adamw_element(float& p, float g, float& m, float& v, float lr,
@@ -95,6 +97,69 @@ extern "C" __global__ void adamw_v3(const unsigned long long* __restrict__ point
         *reinterpret_cast<float4*>(p + i) = pv;
         *reinterpret_cast<float4*>(m + i) = mv;
         *reinterpret_cast<float4*>(v + i) = vv;
+    }
+    for (long long i = stop4 + threadIdx.x; i < stop; i += blockDim.x) {
+        float pi = p[i], mi = m[i], vi = v[i];
+        adamw_element(pi, g[i], mi, vi, lr, decay, beta1, beta2, eps, step_size, inv_sqrt_c2);
+        p[i] = pi;
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+__device__ __forceinline__ void adamw_float4(float4& p, float4 g, float4& m, float4& v, float lr,
+                                             float decay, float beta1, float beta2, float eps,
+                                             float step_size, float inv_sqrt_c2) {
+    adamw_element(p.x, g.x, m.x, v.x, lr, decay, beta1, beta2, eps, step_size, inv_sqrt_c2);
+    adamw_element(p.y, g.y, m.y, v.y, lr, decay, beta1, beta2, eps, step_size, inv_sqrt_c2);
+    adamw_element(p.z, g.z, m.z, v.z, lr, decay, beta1, beta2, eps, step_size, inv_sqrt_c2);
+    adamw_element(p.w, g.w, m.w, v.w, lr, decay, beta1, beta2, eps, step_size, inv_sqrt_c2);
+}
+
+extern "C" __global__ void adamw_v4(const unsigned long long* __restrict__ pointers,
+                                    const long long* __restrict__ sizes,
+                                    const float* __restrict__ hyper,
+                                    const int* __restrict__ chunk_tensor,
+                                    const long long* __restrict__ chunk_start, int chunk_size,
+                                    float beta1, float beta2, float eps, float inv_c1,
+                                    float inv_sqrt_c2) {
+    const int UNROLL = 2;
+    int k = chunk_tensor[blockIdx.x];
+    float* p = reinterpret_cast<float*>(pointers[4 * k + 0]);
+    const float* g = reinterpret_cast<const float*>(pointers[4 * k + 1]);
+    float* m = reinterpret_cast<float*>(pointers[4 * k + 2]);
+    float* v = reinterpret_cast<float*>(pointers[4 * k + 3]);
+    float lr = hyper[2 * k], decay = hyper[2 * k + 1], step_size = lr * inv_c1;
+    long long start = chunk_start[blockIdx.x];  // a multiple of 4 (chunk_size is)
+    long long stop = min(sizes[k], start + chunk_size);
+    long long n4 = (stop - start) / 4, stop4 = start + 4 * n4;
+    float4* p4 = reinterpret_cast<float4*>(p + start);
+    const float4* g4 = reinterpret_cast<const float4*>(g + start);
+    float4* m4 = reinterpret_cast<float4*>(m + start);
+    float4* v4 = reinterpret_cast<float4*>(v + start);
+    for (long long i = threadIdx.x; i < n4; i += (long long)UNROLL * blockDim.x) {
+        float4 pv[UNROLL], gv[UNROLL], mv[UNROLL], vv[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) {
+            long long j = i + (long long)u * blockDim.x;
+            if (j < n4) {
+                pv[u] = p4[j];
+                gv[u] = g4[j];
+                mv[u] = m4[j];
+                vv[u] = v4[j];
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) {
+            long long j = i + (long long)u * blockDim.x;
+            if (j < n4) {
+                adamw_float4(pv[u], gv[u], mv[u], vv[u], lr, decay, beta1, beta2, eps, step_size,
+                             inv_sqrt_c2);
+                p4[j] = pv[u];
+                m4[j] = mv[u];
+                v4[j] = vv[u];
+            }
+        }
     }
     for (long long i = stop4 + threadIdx.x; i < stop; i += blockDim.x) {
         float pi = p[i], mi = m[i], vi = v[i];

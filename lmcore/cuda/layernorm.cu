@@ -14,11 +14,17 @@
 //   v2  one warp per row, sums by warp shuffles, the row re-read from cache
 //   v3  one warp per row held in registers (rows of up to 1024 floats, a multiple of 4):
 //       read once as float4, mean and variance from the registers
+//   v4  v3 with persistent warps: the grid is what the GPU holds at once, each warp loops
+//       over rows with w and b kept in registers, and loads its next row before it
+//       normalizes the current one, so a load is always in flight (v3 waits for each row)
 //   residual_layernorm_forward  v2 that first adds the residual branch and writes the
 //       sum: one pass over memory instead of two (the add, then the norm)
+//   residual_layernorm_forward_v2  the same on rows in registers, with v4's persistent
+//       warps: a and r read once as float4, the sum written once, normalized from registers
 // Backward: v1 takes two kernels (dx a warp per row; dw, db by column partial sums) that
 // read dy and x three times in all; v2 holds each row in registers, writes dx and adds
-// the row into per-warp dw, db sums in registers: dy and x are read once.
+// the row into per-warp dw, db sums in registers: dy and x are read once. v3 is v2 with
+// a grid of exactly the blocks the GPU holds at once and the next row loaded in advance.
 // w and b may be null (no affine weight or no bias).
 #include "common.cuh"
 
@@ -178,27 +184,139 @@ __device__ void layernorm_row_v3(const float* __restrict__ x, const float* __res
     }
 }
 
+// w and b (or 1 and 0 when absent) in registers, in load_row's layout.
+template <int ITEMS>
+__device__ __forceinline__ void load_affine(const float* __restrict__ w,
+                                            const float* __restrict__ b, int cols, int lane,
+                                            float (&wv)[ITEMS], float (&bv)[ITEMS]) {
+    if (w) {
+        load_row<ITEMS>(w, cols, lane, wv, 1.0f);
+    } else {
+#pragma unroll
+        for (int k = 0; k < ITEMS; k++) wv[k] = 1.0f;
+    }
+    if (b) {
+        load_row<ITEMS>(b, cols, lane, bv, 0.0f);
+    } else {
+#pragma unroll
+        for (int k = 0; k < ITEMS; k++) bv[k] = 0.0f;
+    }
+}
+
+// Normalize the row held in v (in place) and record its mean and rstd.
+template <int ITEMS>
+__device__ __forceinline__ void normalize_registers(float (&v)[ITEMS], const float (&wv)[ITEMS],
+                                                    const float (&bv)[ITEMS], float* mean,
+                                                    float* rstd, int row, int cols, float eps,
+                                                    int lane) {
+    float sum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) sum += v[k];
+    float m = warp_sum(sum) / cols;
+    float var = 0.0f;
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) {
+        float c = row_column(k, lane) < cols ? v[k] - m : 0.0f;
+        var += c * c;
+    }
+    float r = rsqrtf(warp_sum(var) / cols + eps);
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) v[k] = (v[k] - m) * r * wv[k] + bv[k];
+    if (lane == 0) {
+        mean[row] = m;
+        rstd[row] = r;
+    }
+}
+
+// Persistent warps: warp i of the grid takes rows i, i + warps, ...; the next row's load
+// is issued before the current row is reduced, so the memory system always has work.
+template <int ITEMS>
+__device__ void layernorm_rows_v4(const float* __restrict__ x, const float* __restrict__ w,
+                                  const float* __restrict__ b, float* __restrict__ y,
+                                  float* __restrict__ mean, float* __restrict__ rstd, int rows,
+                                  int cols, float eps) {
+    int lane = threadIdx.x % 32, warps = gridDim.x * (blockDim.x / 32);
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= rows) return;
+    float wv[ITEMS], bv[ITEMS], v[ITEMS], next[ITEMS];
+    load_affine<ITEMS>(w, b, cols, lane, wv, bv);
+    load_row<ITEMS>(x + (long long)row * cols, cols, lane, v, 0.0f);
+    for (; row < rows; row += warps) {
+        bool more = row + warps < rows;
+        if (more) load_row<ITEMS>(x + (long long)(row + warps) * cols, cols, lane, next, 0.0f);
+        normalize_registers<ITEMS>(v, wv, bv, mean, rstd, row, cols, eps, lane);
+        store_row<ITEMS>(y + (long long)row * cols, cols, lane, v);
+        if (more) {
+#pragma unroll
+            for (int k = 0; k < ITEMS; k++) v[k] = next[k];
+        }
+    }
+}
+
+// sum = a + r, y = LayerNorm(sum): a and r read once, sum and y written once.
+template <int ITEMS>
+__device__ void residual_layernorm_rows_v2(const float* __restrict__ a,
+                                           const float* __restrict__ r, float* __restrict__ sum,
+                                           const float* __restrict__ w,
+                                           const float* __restrict__ b, float* __restrict__ y,
+                                           float* __restrict__ mean, float* __restrict__ rstd,
+                                           int rows, int cols, float eps) {
+    int lane = threadIdx.x % 32, warps = gridDim.x * (blockDim.x / 32);
+    float wv[ITEMS], bv[ITEMS];
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= rows) return;
+    load_affine<ITEMS>(w, b, cols, lane, wv, bv);
+    for (; row < rows; row += warps) {
+        long long base = (long long)row * cols;
+        float v[ITEMS], rv[ITEMS];
+        load_row<ITEMS>(a + base, cols, lane, v, 0.0f);
+        load_row<ITEMS>(r + base, cols, lane, rv, 0.0f);
+#pragma unroll
+        for (int k = 0; k < ITEMS; k++) v[k] += rv[k];
+        store_row<ITEMS>(sum + base, cols, lane, v);
+        normalize_registers<ITEMS>(v, wv, bv, mean, rstd, row, cols, eps, lane);
+        store_row<ITEMS>(y + base, cols, lane, v);
+    }
+}
+
 // blockDim.x == 128 (4 warps); each warp takes rows warp, warp + 4 gridDim.x, ... and the
 // block writes its partial dw, db (one row of `cols` each) at row blockIdx.x of the partials.
-template <int ITEMS>
-__device__ void layernorm_backward_row_v2(const float* __restrict__ dy,
-                                          const float* __restrict__ x,
-                                          const float* __restrict__ w,
-                                          const float* __restrict__ mean,
-                                          const float* __restrict__ rstd, float* __restrict__ dx,
-                                          float* __restrict__ dw_partial,
-                                          float* __restrict__ db_partial, int rows, int cols) {
+template <int ITEMS, bool PREFETCH>
+__device__ void layernorm_backward_rows(const float* __restrict__ dy,
+                                        const float* __restrict__ x,
+                                        const float* __restrict__ w,
+                                        const float* __restrict__ mean,
+                                        const float* __restrict__ rstd, float* __restrict__ dx,
+                                        float* __restrict__ dw_partial,
+                                        float* __restrict__ db_partial, int rows, int cols) {
     __shared__ float shared_dw[4][32 * ITEMS], shared_db[4][32 * ITEMS];
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    float wv[ITEMS], acc_w[ITEMS], acc_b[ITEMS];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, step = gridDim.x * 4;
+    float wv[ITEMS], acc_w[ITEMS], acc_b[ITEMS], xv[ITEMS], g[ITEMS], next_x[ITEMS],
+        next_g[ITEMS];
     if (w) load_row<ITEMS>(w, cols, lane, wv, 0.0f);
 #pragma unroll
     for (int k = 0; k < ITEMS; k++) acc_w[k] = acc_b[k] = 0.0f;
-    for (int row = blockIdx.x * 4 + warp; row < rows; row += gridDim.x * 4) {
+    int row = blockIdx.x * 4 + warp;
+    if (PREFETCH && row < rows) {
+        load_row<ITEMS>(x + (long long)row * cols, cols, lane, next_x, 0.0f);
+        load_row<ITEMS>(dy + (long long)row * cols, cols, lane, next_g, 0.0f);
+    }
+    for (; row < rows; row += step) {
         long long base = (long long)row * cols;
-        float xv[ITEMS], g[ITEMS];
-        load_row<ITEMS>(x + base, cols, lane, xv, 0.0f);
-        load_row<ITEMS>(dy + base, cols, lane, g, 0.0f);  // 0 past the row: adds nothing
+        if (PREFETCH) {
+#pragma unroll
+            for (int k = 0; k < ITEMS; k++) {
+                xv[k] = next_x[k];
+                g[k] = next_g[k];
+            }
+            if (row + step < rows) {
+                load_row<ITEMS>(x + base + (long long)step * cols, cols, lane, next_x, 0.0f);
+                load_row<ITEMS>(dy + base + (long long)step * cols, cols, lane, next_g, 0.0f);
+            }
+        } else {
+            load_row<ITEMS>(x + base, cols, lane, xv, 0.0f);
+            load_row<ITEMS>(dy + base, cols, lane, g, 0.0f);  // 0 past the row: adds nothing
+        }
         float m = mean[row], r = rstd[row], sum_g = 0.0f, sum_gh = 0.0f;
 #pragma unroll
         for (int k = 0; k < ITEMS; k++) {
@@ -236,11 +354,27 @@ __device__ void layernorm_backward_row_v2(const float* __restrict__ dy,
         int rows, int cols, float eps) {                                                        \
         layernorm_row_v3<ITEMS>(x, w, b, y, mean, rstd, rows, cols, eps);                       \
     }                                                                                           \
+    extern "C" __global__ void layernorm_forward_v4_c##COLS(                                    \
+        const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,     \
+        int rows, int cols, float eps) {                                                        \
+        layernorm_rows_v4<ITEMS>(x, w, b, y, mean, rstd, rows, cols, eps);                      \
+    }                                                                                           \
+    extern "C" __global__ void residual_layernorm_forward_v2_c##COLS(                           \
+        const float* a, const float* r, float* sum, const float* w, const float* b, float* y,   \
+        float* mean, float* rstd, int rows, int cols, float eps) {                              \
+        residual_layernorm_rows_v2<ITEMS>(a, r, sum, w, b, y, mean, rstd, rows, cols, eps);     \
+    }                                                                                           \
     extern "C" __global__ void __launch_bounds__(128) layernorm_backward_v2_c##COLS(            \
         const float* dy, const float* x, const float* w, const float* mean, const float* rstd,  \
         float* dx, float* dw_partial, float* db_partial, int rows, int cols) {                  \
-        layernorm_backward_row_v2<ITEMS>(dy, x, w, mean, rstd, dx, dw_partial, db_partial,     \
-                                         rows, cols);                                           \
+        layernorm_backward_rows<ITEMS, false>(dy, x, w, mean, rstd, dx, dw_partial, db_partial, \
+                                              rows, cols);                                      \
+    }                                                                                           \
+    extern "C" __global__ void __launch_bounds__(128) layernorm_backward_v3_c##COLS(            \
+        const float* dy, const float* x, const float* w, const float* mean, const float* rstd,  \
+        float* dx, float* dw_partial, float* db_partial, int rows, int cols) {                  \
+        layernorm_backward_rows<ITEMS, true>(dy, x, w, mean, rstd, dx, dw_partial, db_partial,  \
+                                             rows, cols);                                       \
     }
 
 FOR_ROW_SIZES(LAYERNORM_ROW_KERNELS)

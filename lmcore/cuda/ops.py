@@ -14,6 +14,7 @@ Example (on a GPU):
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cupy as cp
@@ -55,6 +56,27 @@ def _rows_cols(x):
 
 def _warp_rows_grid(rows: int) -> tuple[int]:
     return (math.ceil(rows / _WARPS),)
+
+
+@functools.cache
+def _resident_blocks(family: str, name: str, threads: int) -> int:
+    """How many blocks of ``threads`` threads of a kernel the whole GPU runs at once (its
+    multiprocessors times the blocks each holds, bounded by registers and threads): the
+    grid of a persistent kernel, whose blocks loop over the work."""
+    device = cp.cuda.Device()
+    sms = device.attributes["MultiProcessorCount"]
+    regs = max(getattr(function(family, name), "num_regs", 64), 1)
+    per_sm = min(
+        device.attributes.get("MaxRegistersPerMultiprocessor", 65536) // (regs * threads),
+        device.attributes["MaxThreadsPerMultiProcessor"] // threads,
+        16,
+    )
+    return sms * max(per_sm, 1)
+
+
+def _persistent_grid(family: str, name: str, rows: int) -> tuple[int]:
+    """One warp per row, at most the blocks the GPU holds at once (see _resident_blocks)."""
+    return (min(math.ceil(rows / _WARPS), _resident_blocks(family, name, 32 * _WARPS)),)
 
 
 def _aligned(*arrays) -> bool:
@@ -174,9 +196,9 @@ def attention_softmax_backward(probs, grad, scale: float, causal: bool, out=None
 # -- LayerNorm -------------------------------------------------------------------------
 
 
-def layer_norm_forward(x, weight, bias, eps: float, version: int = 3):
+def layer_norm_forward(x, weight, bias, eps: float, version: int = 4):
     """(y, mean, rstd) of LayerNorm over the last axis; ``weight``/``bias`` may be None.
-    v3 falls back to v2 for rows it cannot hold in registers."""
+    v3 and v4 fall back to v2 for rows they cannot hold in registers."""
     _check(x, *(p for p in (weight, bias) if p is not None))
     rows, cols = _rows_cols(x)
     y = cp.empty_like(x)
@@ -185,8 +207,12 @@ def layer_norm_forward(x, weight, bias, eps: float, version: int = 3):
         args = (x, _NULL if weight is None else weight, _NULL if bias is None else bias, y, mean,
                 rstd, np.int32(rows), np.int32(cols), np.float32(eps))  # fmt: skip
         params = [p for p in (weight, bias) if p is not None]
-        size = _row_size(cols, x, y, *params) if version == 3 else None
-        if size:
+        size = _row_size(cols, x, y, *params) if version in (3, 4) else None
+        if size and version == 4:
+            name = f"layernorm_forward_v4_c{size}"
+            grid = _persistent_grid("layernorm", name, rows)
+            _launch("layernorm", name, grid, (32 * _WARPS,), args)
+        elif size:
             grid = _warp_rows_grid(rows)
             _launch("layernorm", f"layernorm_forward_v3_c{size}", grid, (32 * _WARPS,), args)
         elif version == 1:
@@ -197,8 +223,9 @@ def layer_norm_forward(x, weight, bias, eps: float, version: int = 3):
     return y, mean, rstd
 
 
-def residual_layer_norm_forward(a, residual, weight, bias, eps: float):
-    """(a + residual, LayerNorm(a + residual), mean, rstd) in one pass."""
+def residual_layer_norm_forward(a, residual, weight, bias, eps: float, version: int = 2):
+    """(a + residual, LayerNorm(a + residual), mean, rstd) in one pass; v2 holds rows in
+    registers (falling back to v1 for rows it cannot hold)."""
     _check(a, residual, *(p for p in (weight, bias) if p is not None))
     rows, cols = _rows_cols(a)
     total, y = cp.empty_like(a), cp.empty_like(a)
@@ -207,26 +234,37 @@ def residual_layer_norm_forward(a, residual, weight, bias, eps: float):
         args = (a, residual, total, _NULL if weight is None else weight,
                 _NULL if bias is None else bias, y, mean, rstd, np.int32(rows), np.int32(cols),
                 np.float32(eps))  # fmt: skip
-        _launch("layernorm", "residual_layernorm_forward", _warp_rows_grid(rows),
-                (32 * _WARPS,), args)  # fmt: skip
+        params = [p for p in (weight, bias) if p is not None]
+        size = _row_size(cols, a, residual, total, y, *params) if version == 2 else None
+        if size:
+            name = f"residual_layernorm_forward_v2_c{size}"
+            _launch("layernorm", name, _persistent_grid("layernorm", name, rows),
+                    (32 * _WARPS,), args)  # fmt: skip
+        else:
+            _launch("layernorm", "residual_layernorm_forward", _warp_rows_grid(rows),
+                    (32 * _WARPS,), args)  # fmt: skip
     return total, y, mean, rstd
 
 
 def layer_norm_backward(grad, x, weight, mean, rstd, need_input=True, need_weight=True,
-                        need_bias=True, version: int = 2, rows_per_chunk: int = 64):  # fmt: skip
+                        need_bias=True, version: int = 3, rows_per_chunk: int = 64):  # fmt: skip
     """(dx, dweight, dbias) of LayerNorm over the last axis; None for those not needed.
-    v2 reads each row once (rows it can hold in registers), v1 takes two kernels."""
+    v2 and v3 read each row once (rows they can hold in registers; v3 on a grid of the
+    blocks the GPU holds at once, the next row loaded ahead), v1 takes two kernels."""
     _check(grad, x, *(p for p in (weight,) if p is not None))
     rows, cols = _rows_cols(x)
     size = _row_size(cols, grad, x, *(p for p in (weight,) if p is not None))
-    if version == 2 and size and rows:
+    if version in (2, 3) and size and rows:
+        name = f"layernorm_backward_v{version}_c{size}"
         blocks = min(math.ceil(rows / _WARPS), 1024)
+        if version == 3:
+            blocks = _persistent_grid("layernorm", name, rows)[0]
         dx = cp.empty_like(x) if need_input else None
         dw_part = cp.empty((blocks, cols), np.float32) if need_weight else None
         db_part = cp.empty((blocks, cols), np.float32) if need_bias else None
         args = tuple(_NULL if a is None else a for a in (grad, x, weight, mean, rstd, dx, dw_part,
                                                           db_part)) + (np.int32(rows), np.int32(cols))  # fmt: skip
-        _launch("layernorm", f"layernorm_backward_v2_c{size}", (blocks,), (32 * _WARPS,), args)
+        _launch("layernorm", name, (blocks,), (32 * _WARPS,), args)
         return (dx, None if dw_part is None else dw_part.sum(axis=0),
                 None if db_part is None else db_part.sum(axis=0))  # fmt: skip
     dx = dw = db = None
@@ -260,8 +298,9 @@ def _ce_block(classes: int) -> int:
 
 
 def cross_entropy_forward(logits, targets, ignore_index: int = -100, smoothing: float = 0.0,
-                          version: int = 2):  # fmt: skip
-    """(losses, lse) per row of (N, V) logits with int targets (N,)."""
+                          version: int = 3):  # fmt: skip
+    """(losses, lse) per row of (N, V) logits with int targets (N,); v3 needs the logits
+    16-byte aligned (else v2)."""
     _check(logits)
     rows, classes = logits.shape
     targets = cp.ascontiguousarray(targets, dtype=cp.int64)
@@ -269,15 +308,18 @@ def cross_entropy_forward(logits, targets, ignore_index: int = -100, smoothing: 
     if rows:
         args = (logits, targets, losses, lse, np.int32(rows), np.int32(classes),
                 np.int64(ignore_index), np.float32(smoothing))  # fmt: skip
-        name = "cross_entropy_forward_v2" if version == 2 else "cross_entropy_forward"
+        if version == 3 and not _aligned(logits):
+            version = 2
+        name = {1: "cross_entropy_forward", 2: "cross_entropy_forward_v2",
+                3: "cross_entropy_forward_v3"}[version]  # fmt: skip
         _launch("cross_entropy", name, (rows,), (_ce_block(classes),), args)
     return losses, lse
 
 
 def cross_entropy_backward(logits, targets, lse, weight, ignore_index: int = -100,
-                           smoothing: float = 0.0):  # fmt: skip
+                           smoothing: float = 0.0, version: int = 2):  # fmt: skip
     """d(sum_rows weight_row loss_row)/d logits; ``weight`` is one value (a 0-d or size-1
-    array) or one per row."""
+    array) or one per row. v2 (float4) needs 16-byte aligned arrays (else v1)."""
     _check(logits)
     rows, classes = logits.shape
     targets = cp.ascontiguousarray(targets, dtype=cp.int64)
@@ -287,7 +329,10 @@ def cross_entropy_backward(logits, targets, lse, weight, ignore_index: int = -10
     if rows:
         args = (logits, targets, lse, weight, np.int32(stride), dlogits, np.int32(rows),
                 np.int32(classes), np.int64(ignore_index), np.float32(smoothing))  # fmt: skip
-        _launch("cross_entropy", "cross_entropy_backward", (rows,), (_ce_block(classes),), args)
+        if version == 2 and not _aligned(logits, dlogits):
+            version = 1
+        name = "cross_entropy_backward_v2" if version == 2 else "cross_entropy_backward"
+        _launch("cross_entropy", name, (rows,), (_ce_block(classes),), args)
     return dlogits
 
 
@@ -329,9 +374,24 @@ def _chunk_table(sizes: tuple[int, ...]):
     return _chunk_tables[sizes]
 
 
-def adamw_multi_tensor(tensors, step: int, betas, eps: float, version: int = 3) -> None:
+_device_copies: dict[tuple, object] = {}
+
+
+def _on_device(host: np.ndarray):
+    """A device copy of a small host table, made once per distinct content: a training
+    loop passes the same pointers (and, without a schedule, the same learning rates)
+    every step, and each fresh upload from pageable memory can stall the host."""
+    key = (host.dtype.str, host.tobytes())
+    if key not in _device_copies:
+        if len(_device_copies) >= 64:
+            _device_copies.clear()
+        _device_copies[key] = cp.asarray(host)
+    return _device_copies[key]
+
+
+def adamw_multi_tensor(tensors, step: int, betas, eps: float, version: int = 4) -> None:
     """One AdamW step of many tensors, in place, in ONE launch (v2; v3 with float4 when
-    every tensor is 16-byte aligned).
+    every tensor is 16-byte aligned; v4 as v3 with twice the loads in flight).
 
     ``tensors`` is a list of ``(param, grad, exp_avg, exp_avg_sq, lr, weight_decay)``
     that share the step count.
@@ -346,10 +406,10 @@ def adamw_multi_tensor(tensors, step: int, betas, eps: float, version: int = 3) 
     sizes_d, owner, start = _chunk_table(sizes)
     pointers = np.array([a.data.ptr for t in tensors for a in t[:4]], np.uint64)
     hyper = np.array([v for t in tensors for v in t[4:6]], np.float32)
-    args = (cp.asarray(pointers), sizes_d, cp.asarray(hyper), owner, start, np.int32(_CHUNK),
+    args = (_on_device(pointers), sizes_d, _on_device(hyper), owner, start, np.int32(_CHUNK),
             np.float32(beta1), np.float32(beta2), np.float32(eps), np.float32(1 / c1),
             np.float32(1 / math.sqrt(c2)))  # fmt: skip
-    if version == 3 and not _aligned(*(a for t in tensors for a in t[:4])):
+    if version in (3, 4) and not _aligned(*(a for t in tensors for a in t[:4])):
         version = 2
     if owner.size:
         _launch("adamw", f"adamw_v{version}", (owner.size,), (256,), args)
