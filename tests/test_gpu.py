@@ -69,3 +69,23 @@ def test_attention_gradcheck_on_the_gpu(causal):
     g = cp.random.default_rng(0)
     q, k, v = (Tensor(g.standard_normal((2, 2, 5, 4)), requires_grad=True) for _ in range(3))
     assert gradcheck(lambda q, k, v: scaled_dot_product_attention(q, k, v, causal=causal), q, k, v)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("positional", ["learned", "rotary"])
+def test_generation_with_the_kv_cache_on_the_gpu(dtype, positional):
+    """On CuPy too, the KV cache gives the tokens recomputation gives (greedy, seeded
+    sampling with top-p, beam search), prompts past the block included."""
+    from lmcore.generate import generate
+
+    rng.manual_seed(0)
+    model = GPT(GPTConfig(50, 12, 2, 2, 32, positional=positional), device="cuda", dtype=dtype)
+    prompt = backend.to_device(np.random.default_rng(1).integers(0, 50, (2, 5)), "cuda")
+    for options in (
+        {"temperature": 0},
+        {"temperature": 0.9, "top_p": 0.8, "seed": 3},
+        {"num_beams": 3, "temperature": 0},
+    ):
+        cached = generate(model, prompt, 15, use_cache=True, **options)
+        recomputed = generate(model, prompt, 15, use_cache=False, **options)
+        np.testing.assert_array_equal(cached.get(), recomputed.get(), err_msg=str(options))

@@ -13,5 +13,6 @@ BENCHMARKS = {
     "lstm": "lmcore.bench.lstm",
     "training": "lmcore.bench.training",
     "gpt": "lmcore.bench.gpt",
+    "kvcache": "lmcore.bench.kvcache",
     "gpu": "lmcore.bench.gpu",
 }

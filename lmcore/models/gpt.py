@@ -7,6 +7,8 @@ default shares its weight with ``wte``. Parameter names match the Hugging Face `
 checkpoints: :meth:`GPT.from_pretrained` and :meth:`GPT.save_pretrained` read and write
 the directories of ``transformers``' ``GPT2LMHeadModel`` (``config.json`` and
 ``model.safetensors``), and :meth:`GPT.load_gpt2` reads a lone ``model.safetensors``.
+Generation reads the prompt once and then one token a step, keeping every layer's keys
+and values in a :class:`~lmcore.nn.attention.KVCache` (:meth:`GPT.next_token_logits`).
 
 Example:
     >>> import numpy as np
@@ -36,9 +38,10 @@ from lmcore import backend
 from lmcore import functional as F
 from lmcore.atomic import write_atomically
 from lmcore.autograd import Tensor
+from lmcore.cuda.graphs import capturing
 from lmcore.generate import generate
 from lmcore.nn import init
-from lmcore.nn.attention import SinusoidalPositionalEncoding
+from lmcore.nn.attention import KVCache, SinusoidalPositionalEncoding
 from lmcore.nn.layers import Dropout, Embedding, LayerNorm, Linear
 from lmcore.nn.module import Module, ModuleList
 from lmcore.nn.transformer import Block
@@ -140,8 +143,8 @@ class GPT(Module):
         self.drop = Dropout(c.dropout)
         rotary = c.positional == "rotary"
         self.h = ModuleList(
-            Block(c.n_embd, c.n_head, c.dropout, c.bias, rotary=rotary, **kinds)
-            for _ in range(c.n_layer)
+            Block(c.n_embd, c.n_head, c.dropout, c.bias, rotary=rotary, layer_idx=i, **kinds)
+            for i in range(c.n_layer)
         )
         self.ln_f = LayerNorm(c.n_embd, bias=c.bias, **kinds)
         self.lm_head = Linear(c.n_embd, c.vocab_size, bias=False, **kinds)
@@ -160,25 +163,45 @@ class GPT(Module):
                 init.zeros_(module.bias)
 
     # -- forward ---------------------------------------------------------------------
-    def forward(self, idx, targets=None, padding_mask=None):
+    def forward(self, idx, targets=None, padding_mask=None, past_key_values=None):
         """Logits (B, T, V) for token ids ``idx`` (B, T); with ``targets`` (B, T) also the
         mean cross-entropy (targets of -100 are ignored). ``padding_mask`` (B, T) is True at
-        real tokens."""
+        real tokens.
+
+        ``past_key_values`` (a :class:`~lmcore.nn.attention.KVCache`, from
+        :meth:`new_cache`; inference only) holds the tokens before ``idx``: ``idx`` then
+        continues them, at positions ``start`` to ``start + T`` where ``start`` is
+        ``past_key_values.get_seq_length()``, and adds its keys and values to the cache.
+        """
         idx = self._checked_ids(idx)
         xp = backend.get_array_module(idx)
+        start = 0 if past_key_values is None else past_key_values.get_seq_length()
+        self._check_length(start, idx.shape[1])
         x = self.wte(idx)  # (B, T, C)
         if self.wpe is not None:
-            x = x + self.wpe(xp.arange(idx.shape[1]))  # + (T, C)
+            x = x + self.wpe(xp.arange(start, start + idx.shape[1]))  # + (T, C)
         x = self.drop(x)
         for block in self.h:
-            x = block(x, padding_mask)
+            x = block(x, padding_mask, past_key_values)
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         if targets is None:
             return logits
         return logits, F.cross_entropy(logits, targets)
 
+    def _check_length(self, start: int, length: int) -> None:
+        """A clear error when positions ``start`` to ``start + length`` overrun the block."""
+        block = self.config.block_size
+        if start + length > block:
+            cached = f" after {start} cached ones" if start else ""
+            raise ValueError(
+                f"GPT got a sequence of {length} tokens{cached}, longer than its block_size "
+                f"{block}; keep the last {block} tokens (ids[:, -block_size:]) or build the "
+                "model with a larger block_size."
+            )
+
     def _checked_ids(self, idx):
-        """``idx`` as an integer array on the model's device, or a clear error."""
+        """``idx`` as an integer array on the model's device, or a clear error (of any
+        length: :meth:`forward` checks it against the block)."""
         xp = backend.get_array_module(self.wte.weight.data)
         idx = xp.asarray(idx.data if isinstance(idx, Tensor) else idx)
         if idx.ndim != 2 or idx.dtype.kind not in "iu":
@@ -186,13 +209,7 @@ class GPT(Module):
                 f"GPT takes integer token ids of shape (B, T), got {idx.dtype} {idx.shape}; "
                 "add a batch dimension with ids[None] for one sequence."
             )
-        if idx.shape[1] > self.config.block_size:
-            raise ValueError(
-                f"GPT got a sequence of {idx.shape[1]} tokens, longer than its block_size "
-                f"{self.config.block_size}; keep the last {self.config.block_size} tokens "
-                "(ids[:, -block_size:]) or build the model with a larger block_size."
-            )
-        if idx.size:
+        if idx.size and not capturing():  # reading the ids waits for the device
             low, high = int(idx.min()), int(idx.max())
             if low < 0 or high >= self.config.vocab_size:
                 bad = low if low < 0 else high
@@ -232,7 +249,7 @@ class GPT(Module):
         """
         return AdamW(weight_decay_groups(self, weight_decay), lr=lr, betas=betas)
 
-    # -- sampling ----------------------------------------------------------------------
+    # -- generation --------------------------------------------------------------------
     def generate(
         self,
         idx,
@@ -240,23 +257,74 @@ class GPT(Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         seed: int | None = None,
+        **options,
     ):
-        """Continue each sequence of ``idx`` (B, T) by ``max_new_tokens`` sampled tokens;
-        returns the ids (B, T + max_new_tokens) as an integer array on the model's device.
+        """Continue each sequence of ``idx`` (B, T) by up to ``max_new_tokens`` tokens;
+        returns the ids (B, T + new) as an integer array on the model's device.
 
-        Each step runs the whole (cropped to ``block_size``) context again: simple, and
-        quadratic in length; a key-value cache avoids that. ``temperature`` divides the
-        logits (0 means always the most likely token); ``top_k`` samples among the k most
-        likely tokens only; ``seed`` fixes the draws (else lmcore.rng's generator is used).
-        Runs in evaluation mode (no dropout) and restores the mode afterwards
-        (:func:`lmcore.generate.generate`).
+        ``temperature`` divides the logits (0 means always the most likely token);
+        ``top_k`` samples among the k most likely tokens only; ``seed`` fixes the draws
+        (else lmcore.rng's generator is used). ``options`` are those of
+        :func:`lmcore.generate.generate`: ``top_p``, ``repetition_penalty``,
+        ``num_beams`` and ``length_penalty``, ``eos_token_id``, ``stop_strings`` with
+        ``tokenizer``, ``pad_token_id``, ``use_cache``. The prompt is read once and each
+        new token then costs one position, through the key-value cache of
+        :meth:`next_token_logits`. Runs in evaluation mode (no dropout) and restores the
+        mode afterwards.
+
+        Example:
+            >>> config = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8)
+            >>> model, prompt = GPT(config), np.array([[1, 2, 3]])
+            >>> cached = model.generate(prompt, 10, temperature=0)        # past the block
+            >>> again = model.generate(prompt, 10, temperature=0, use_cache=False)
+            >>> cached.shape, bool((cached == again).all())
+            ((1, 13), True)
         """
-        return generate(self, idx, max_new_tokens, temperature, top_k, seed)
+        return generate(self, idx, max_new_tokens, temperature, top_k, seed, **options)
+
+    def new_cache(self, batch_size: int) -> KVCache:
+        """An empty :class:`~lmcore.nn.attention.KVCache` for ``batch_size`` sequences of up
+        to ``block_size`` tokens, on the model's device and in its dtype.
+
+        Example:
+            >>> config = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)
+            >>> model = GPT(config)
+            >>> cache = model.new_cache(batch_size=1)
+            >>> from lmcore import no_grad
+            >>> with no_grad():
+            ...     logits = model(np.array([[1, 2, 3]]), past_key_values=cache)     # prefill
+            ...     step = model(np.array([[4]]), past_key_values=cache)             # position 3
+            >>> cache.get_seq_length(), step.shape
+            (4, (1, 1, 11))
+        """
+        c, weight = self.config, self.wte.weight.data
+        return KVCache(
+            c.n_layer,
+            batch_size,
+            c.n_head,
+            c.block_size,
+            c.n_embd // c.n_head,
+            device=backend.device_of(weight),
+            dtype=weight.dtype,
+        )
 
     def next_token_logits(self, idx, state=None):
-        """Logits (B, V) of the token after ``idx`` (B, T), from the last ``block_size``
-        tokens; no state is carried (see :mod:`lmcore.generate`)."""
-        return self(idx[:, -self.config.block_size :]).data[:, -1, :], None
+        """Logits (B, V) of the token after ``idx`` (B, T), and the key-value cache to pass
+        back as ``state`` with ``idx`` one token longer (see :mod:`lmcore.generate`).
+
+        Without a cache (``state`` None) the last ``block_size`` tokens are read at once
+        (the prefill) and their keys and values kept; each later call reads only the
+        newest token. When that token would not fit in the block, the cache is filled
+        afresh from the last ``block_size`` tokens, the context recomputation crops to, so
+        the logits are those of recomputing every time, up to rounding.
+        """
+        cache = self.new_cache(idx.shape[0]) if state is None else state
+        if 0 < cache.get_seq_length() < self.config.block_size:
+            new = idx[:, -1:]  # (B, 1): the rest is cached
+        else:
+            cache.reset()
+            new = idx[:, -self.config.block_size :]  # (B, T'): prefill
+        return self(new, past_key_values=cache).data[:, -1, :], cache
 
     # -- GPT-2 weights -----------------------------------------------------------------
     @classmethod

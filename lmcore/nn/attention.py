@@ -2,6 +2,8 @@
 
 * :class:`MultiHeadAttention`: one fused q, k, v projection (GPT-2's ``c_attn``), the
   fused attention operation of :mod:`lmcore.functional.fused_attention`, an output projection (``c_proj``).
+* :class:`KVCache`: the keys and values of earlier positions, kept for generation so that
+  each new token attends to them without computing them again.
 * :class:`RotaryEmbedding`: rotary position embedding (RoPE) of queries and keys.
 * :class:`SinusoidalPositionalEncoding`: the fixed sine and cosine position vectors of
   "Attention Is All You Need", called like a position :class:`~lmcore.nn.layers.Embedding`.
@@ -26,7 +28,7 @@ from lmcore.functional.fused_attention import scaled_dot_product_attention as at
 from lmcore.nn.layers import Dropout, Linear
 from lmcore.nn.module import Module
 
-__all__ = ["MultiHeadAttention", "RotaryEmbedding", "SinusoidalPositionalEncoding"]
+__all__ = ["KVCache", "MultiHeadAttention", "RotaryEmbedding", "SinusoidalPositionalEncoding"]
 
 
 class RotaryEmbedding(Module):
@@ -115,6 +117,96 @@ class SinusoidalPositionalEncoding(Module):
         return f"embed_dim={self.embed_dim}, max_len={self.max_len}"
 
 
+class KVCache:
+    """Keys and values that a model's attention layers computed for earlier positions,
+    kept so that a new token attends to them without computing them again.
+
+    Each layer has preallocated arrays (B, H, max_len, D) filled from position 0 on.
+    The methods follow the ``Cache`` of Hugging Face ``transformers``:
+    ``update(key, value, layer_idx)`` appends a layer's new keys and values and returns
+    all it holds, ``get_seq_length()`` counts the positions held, ``reorder_cache``
+    picks rows for beam search. For inference only: it keeps arrays, not graphs.
+
+    Example:
+        >>> cache = KVCache(num_layers=2, batch_size=1, num_heads=4, max_len=16, head_dim=8)
+        >>> k = v = Tensor(np.ones((1, 4, 3, 8), np.float32))           # (B, H, T, D)
+        >>> keys, values = cache.update(k, v, layer_idx=0)
+        >>> keys.shape, cache.get_seq_length()
+        ((1, 4, 3, 8), 3)
+        >>> keys, values = cache.update(k[:, :, :1], v[:, :, :1], layer_idx=0)
+        >>> keys.shape                                                   # 3 cached + 1 new
+        (1, 4, 4, 8)
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        batch_size: int,
+        num_heads: int,
+        max_len: int,
+        head_dim: int,
+        device=None,
+        dtype=None,
+    ):
+        xp = backend.xp(device)
+        shape = (batch_size, num_heads, max_len, head_dim)
+        dtype = np.dtype(dtype or np.float32)
+        self.keys = [xp.empty(shape, dtype) for _ in range(num_layers)]
+        self.values = [xp.empty(shape, dtype) for _ in range(num_layers)]
+        self.lengths = [0] * num_layers  # positions held, per layer
+        self.batch_size, self.num_heads, self.max_len, self.head_dim = shape
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """How many positions layer ``layer_idx`` holds."""
+        return self.lengths[layer_idx]
+
+    def update(self, key: Tensor, value: Tensor, layer_idx: int) -> tuple[Tensor, Tensor]:
+        """Append ``key`` and ``value`` (B, H, T, D) to layer ``layer_idx``; return all its
+        keys and values (B, H, held + T, D), views of the cache (no copy)."""
+        if key.requires_grad or value.requires_grad:
+            raise RuntimeError(
+                "KVCache keeps arrays for inference, not graphs: run the model under "
+                "lmcore.no_grad() to use a cache (generation does), or without "
+                "past_key_values to train."
+            )
+        start, length = self.lengths[layer_idx], key.shape[-2]
+        expected = (self.batch_size, self.num_heads, length, self.head_dim)
+        if key.shape != expected or value.shape != expected:
+            raise ValueError(
+                f"KVCache holds (B, H, T, D) = ({self.batch_size}, {self.num_heads}, T, "
+                f"{self.head_dim}); got keys {tuple(key.shape)} and values {tuple(value.shape)}"
+            )
+        if start + length > self.max_len:
+            raise ValueError(
+                f"KVCache of {self.max_len} positions: layer {layer_idx} holds {start} and "
+                f"got {length} more; crop the context and start a new cache."
+            )
+        end = start + length
+        self.keys[layer_idx][:, :, start:end] = key.data
+        self.values[layer_idx][:, :, start:end] = value.data
+        self.lengths[layer_idx] = end
+        return Tensor(self.keys[layer_idx][:, :, :end]), Tensor(self.values[layer_idx][:, :, :end])
+
+    def reorder_cache(self, beam_idx) -> None:
+        """Row ``i`` becomes what row ``beam_idx[i]`` held (``beam_idx``: (B,) row ids), as
+        beam search keeps the continuations of some beams and drops others."""
+        for keys, values, end in zip(self.keys, self.values, self.lengths):
+            rows = backend.get_array_module(keys).asarray(beam_idx)
+            keys[:, :, :end] = keys[rows, :, :end]
+            values[:, :, :end] = values[rows, :, :end]
+
+    def reset(self) -> None:
+        """Forget every position (the arrays stay, to be filled again)."""
+        self.lengths = [0] * len(self.lengths)
+
+    def __repr__(self) -> str:
+        return (
+            f"KVCache(num_layers={len(self.keys)}, batch_size={self.batch_size}, "
+            f"num_heads={self.num_heads}, max_len={self.max_len}, head_dim={self.head_dim}, "
+            f"held={self.lengths})"
+        )
+
+
 class MultiHeadAttention(Module):
     """Multi-head self-attention: (B, T, C) → (B, T, C).
 
@@ -131,6 +223,7 @@ class MultiHeadAttention(Module):
         causal: each position attends only to itself and earlier ones (a decoder, the
             default); False lets every position see the whole sequence (an encoder).
         rotary: rotate queries and keys by position (RoPE).
+        layer_idx: where the layer sits in its model, its slot in a :class:`KVCache`.
 
     Set ``keep_weights = True`` to keep the attention probabilities of the last call in
     ``last_weights`` (B, H, T, T), for plotting.
@@ -153,6 +246,7 @@ class MultiHeadAttention(Module):
         rotary: bool = False,
         device=None,
         dtype=None,
+        layer_idx: int | None = None,
     ):
         super().__init__()
         if embed_dim % num_heads:
@@ -167,9 +261,15 @@ class MultiHeadAttention(Module):
         self.rotary = RotaryEmbedding(self.head_dim) if rotary else None
         self.keep_weights = False
         self.last_weights: Tensor | None = None
+        self.layer_idx = layer_idx
 
-    def forward(self, x: Tensor, padding_mask=None) -> Tensor:
-        """``x`` (B, T, C); ``padding_mask`` (B, T), True at real tokens, False at padding
+    def forward(
+        self, x: Tensor, padding_mask=None, past_key_values: KVCache | None = None
+    ) -> Tensor:
+        """``x`` (B, T, C). ``past_key_values``: a :class:`KVCache` holding the keys and
+        values of the positions before ``x`` (inference only); ``x`` continues them, and
+        its own keys and values are added to the cache. ``padding_mask`` (B, Tk), True at
+        real tokens, False at padding, over the keys: the cached positions, then ``x``'s
         (no query attends to padding)."""
         if x.ndim != 3 or x.shape[-1] != self.embed_dim:
             raise ValueError(
@@ -177,21 +277,31 @@ class MultiHeadAttention(Module):
                 f"{self.embed_dim}), got {tuple(x.shape)}"
             )
         batch, length, _ = x.shape
+        start = 0  # positions held in the cache, before x
+        if past_key_values is not None:
+            if self.layer_idx is None:
+                raise ValueError(
+                    f"{type(self).__name__} needs its layer_idx (its slot in the KVCache) to "
+                    "use past_key_values; build it with layer_idx="
+                )
+            start = past_key_values.get_seq_length(self.layer_idx)
         mask = None
         if padding_mask is not None:
             padding_mask = backend.get_array_module(x.data).asarray(
                 padding_mask.data if isinstance(padding_mask, Tensor) else padding_mask
             )
-            if padding_mask.shape != (batch, length) or padding_mask.dtype != bool:
+            if padding_mask.shape != (batch, start + length) or padding_mask.dtype != bool:
                 raise ValueError(
-                    f"{type(self).__name__}: padding_mask must be boolean of shape (B, T) = "
-                    f"{(batch, length)}, True at real tokens; got {padding_mask.dtype} "
+                    f"{type(self).__name__}: padding_mask must be boolean of shape (B, Tk) = "
+                    f"{(batch, start + length)}, True at real tokens; got {padding_mask.dtype} "
                     f"{padding_mask.shape}"
                 )
-            mask = padding_mask[:, None, None, :]  # (B, 1, 1, T): hide padded keys
+            mask = padding_mask[:, None, None, :]  # (B, 1, 1, Tk): hide padded keys
         q, k, v = split_heads(self.c_attn(x), self.num_heads, num_chunks=3)  # 3 x (B, H, T, D)
         if self.rotary is not None:
-            q, k = self.rotary(q), self.rotary(k)
+            q, k = self.rotary(q, start), self.rotary(k, start)
+        if past_key_values is not None:
+            k, v = past_key_values.update(k, v, self.layer_idx)  # 2 x (B, H, start + T, D)
         result = attention(
             q,
             k,

@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 from lmcore.autograd import Tensor
-from lmcore.nn.attention import MultiHeadAttention
+from lmcore.nn.attention import KVCache, MultiHeadAttention
 from lmcore.nn.layers import GELU, Dropout, LayerNorm, Linear
 from lmcore.nn.module import Module
 
@@ -52,7 +52,9 @@ class Block(Module):
     residual branch (pre-norm, as GPT-2), so the residual stream itself is never rescaled.
 
     Args are those of :class:`~lmcore.nn.attention.MultiHeadAttention`, plus ``eps`` of the two
-    LayerNorms (1e-5, GPT-2's).
+    LayerNorms (1e-5, GPT-2's). ``past_key_values`` (a
+    :class:`~lmcore.nn.attention.KVCache`) goes to the attention, whose slot in it is
+    ``layer_idx``.
 
     Example:
         >>> [name for name, _ in Block(8, 2).named_children()]
@@ -70,16 +72,26 @@ class Block(Module):
         eps: float = 1e-5,
         device=None,
         dtype=None,
+        layer_idx: int | None = None,
     ):
         super().__init__()
         kinds = dict(device=device, dtype=dtype)
         self.ln_1 = LayerNorm(embed_dim, eps=eps, bias=bias, **kinds)
         self.attn = MultiHeadAttention(
-            embed_dim, num_heads, dropout, bias, causal=causal, rotary=rotary, **kinds
+            embed_dim,
+            num_heads,
+            dropout,
+            bias,
+            causal=causal,
+            rotary=rotary,
+            layer_idx=layer_idx,
+            **kinds,
         )
         self.ln_2 = LayerNorm(embed_dim, eps=eps, bias=bias, **kinds)
         self.mlp = MLP(embed_dim, dropout=dropout, bias=bias, **kinds)
 
-    def forward(self, x: Tensor, padding_mask=None) -> Tensor:  # (B, T, C) -> (B, T, C)
-        x = x + self.attn(self.ln_1(x), padding_mask)
+    def forward(
+        self, x: Tensor, padding_mask=None, past_key_values: KVCache | None = None
+    ) -> Tensor:  # (B, T, C) -> (B, T, C)
+        x = x + self.attn(self.ln_1(x), padding_mask, past_key_values)
         return x + self.mlp(self.ln_2(x))
