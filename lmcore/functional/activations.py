@@ -11,6 +11,7 @@ from lmcore.autograd import Function, Tensor
 from lmcore.functional.common import (
     _as_tensor,
 )
+from lmcore.functional.conversion import cast
 
 
 class Exp(Function):
@@ -338,9 +339,15 @@ def softmax(input, dim: int = -1) -> Tensor:
         >>> softmax(Tensor([0.0, 1e4, -np.inf])).numpy()
         array([0., 1., 0.], dtype=float32)
     """
-    return Softmax(dim)(_as_tensor(input))
+    input = _as_tensor(input)
+    if input.dtype == "float16":  # the sums in float32, the result in float16
+        return cast(Softmax(dim)(cast(input, "float32")), "float16")
+    return Softmax(dim)(input)
 
 
 def log_softmax(input, dim: int = -1) -> Tensor:
     """log(softmax(x)) along ``dim``, computed as x - logsumexp(x) so it stays finite."""
-    return LogSoftmax(dim)(_as_tensor(input))
+    input = _as_tensor(input)
+    if input.dtype == "float16":  # the sums in float32, the result in float16
+        return cast(LogSoftmax(dim)(cast(input, "float32")), "float16")
+    return LogSoftmax(dim)(input)

@@ -84,6 +84,8 @@ class ScaledDotProductAttention(Function):
             return self._kernel_forward(q, k, v)
         xp = backend.get_array_module(q)
         scores = q @ k.swapaxes(-1, -2)  # (B, H, Tq, Tk)
+        if scores.dtype == np.float16:  # the softmax's sums in float32
+            scores = scores.astype(np.float32)
         scores *= scores.dtype.type(self.scale)
         if self.additive is not None:
             scores += self.additive
@@ -98,6 +100,7 @@ class ScaledDotProductAttention(Function):
         total = probs.sum(axis=-1, keepdims=True)
         total[total == 0] = 1  # fully masked rows stay all zeros: no 0 / 0
         probs /= total
+        probs = probs.astype(q.dtype, copy=False)
         weights = probs
         self.keep = None
         if self.dropout_p > 0:
@@ -174,7 +177,8 @@ class ScaledDotProductAttention(Function):
         # Softmax backward: dS = P * (dP - sum_j dP_j P_j). The row sum equals
         # sum(grad * out) over D (as FlashAttention computes it), a (Tq, D) product
         # instead of a (Tq, Tk) one, and it holds with dropout too.
-        row_dot = (grad * self.out).sum(axis=-1, keepdims=True)  # (B, H, Tq, 1)
+        wide = np.float32 if grad.dtype == np.float16 else None  # sums of float16 in float32
+        row_dot = (grad * self.out).sum(axis=-1, keepdims=True, dtype=wide)  # (B, H, Tq, 1)
         grad_probs -= row_dot
         grad_scores = grad_probs
         grad_scores *= probs

@@ -6,10 +6,12 @@ import warnings
 
 from lmcore import backend, cuda
 from lmcore.autograd import Function, Tensor, _data_of
+from lmcore.cuda.graphs import capturing
 from lmcore.functional.arithmetic import mul, sub
 from lmcore.functional.common import (
     _as_tensor,
 )
+from lmcore.functional.conversion import cast
 from lmcore.functional.reductions import mean, sum
 
 
@@ -25,7 +27,7 @@ class CrossEntropy(Function):
         targets = self.targets.reshape(-1)  # (N,)
         valid = targets != self.ignore_index
         bad = valid & ((targets < 0) | (targets >= num_classes))
-        if bad.any():
+        if not capturing() and bad.any():  # reading `bad` waits for the device
             raise IndexError(
                 f"cross_entropy targets must lie in [0, {num_classes}) or equal ignore_index="
                 f"{self.ignore_index}; found {targets[bad][:5].tolist()}"
@@ -156,6 +158,8 @@ def cross_entropy(
         )
     if targets.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy targets must be integers, got dtype {targets.dtype}")
+    if logits.dtype == "float16":  # sums in float32, and a float32 loss (as PyTorch's autocast)
+        logits = cast(logits, "float32")
     if weight is not None:
         weight = xp.asarray(_data_of(weight), dtype=logits.dtype)
         if weight.shape != logits.shape[-1:]:

@@ -10,6 +10,7 @@ from lmcore.functional.common import (
     _as_tensor,
     _sum_rows,
 )
+from lmcore.functional.conversion import cast
 
 
 class LayerNorm(Function):
@@ -114,6 +115,9 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-
             f"layer_norm over {normalized_shape} needs an input ending in those dims, "
             f"got shape {input.shape}"
         )
-    params = [p for p in (weight, bias) if p is not None]
+    params = [_as_tensor(p) for p in (weight, bias) if p is not None]
     function = LayerNorm(len(normalized_shape), eps, weight is not None, bias is not None)
-    return function(input, *map(_as_tensor, params))
+    if input.dtype == "float16":  # statistics in float32, the result in float16
+        wide = [cast(t, "float32") for t in (input, *params)]
+        return cast(function(*wide), "float16")
+    return function(input, *params)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from lmcore import backend
 from lmcore.autograd import Function, Tensor
 from lmcore.functional.common import (
@@ -15,7 +17,9 @@ class Dropout(Function):
         self.p, self.generator = p, generator
 
     def forward(self, x):
-        keep = self.generator.random(x.shape, dtype=x.dtype) >= self.p
+        # Generators draw float32 or float64 only; a float16 input draws float32.
+        draw = np.float32 if x.dtype == np.float16 else x.dtype
+        keep = self.generator.random(x.shape, dtype=draw) >= self.p
         self.scaled_mask = keep * x.dtype.type(1 / (1 - self.p))
         return x * self.scaled_mask
 

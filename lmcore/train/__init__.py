@@ -1,4 +1,5 @@
-"""Training: the loop, evaluation, early stopping, history and checkpoints.
+"""Training: the loop, evaluation, early stopping, history and checkpoints; gradient
+accumulation, mixed precision, throughput and MFU.
 
 Example:
     >>> from lmcore import train
@@ -8,7 +9,9 @@ Example:
 """
 
 from lmcore.train.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from lmcore.train.flops import gpt_flops_per_token, measure_peak_flops, mfu
 from lmcore.train.history import History
+from lmcore.train.interrupt import TrainingInterrupted
 from lmcore.train.loop import (
     EarlyStopping,
     NonFiniteLossError,
@@ -20,19 +23,26 @@ from lmcore.train.loop import (
     recurrent_loss,
     train,
 )
+from lmcore.train.mixed_precision import GradScaler, MixedPrecision
 
 __all__ = [
     "Checkpoint",
     "CheckpointError",
     "EarlyStopping",
+    "GradScaler",
     "History",
+    "MixedPrecision",
     "NonFiniteLossError",
     "StateCarrier",
     "Trainer",
+    "TrainingInterrupted",
     "default_loss",
     "evaluate",
     "evaluation_mode",
+    "gpt_flops_per_token",
     "load_checkpoint",
+    "measure_peak_flops",
+    "mfu",
     "recurrent_loss",
     "save_checkpoint",
     "train",

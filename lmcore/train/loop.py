@@ -35,11 +35,13 @@ state of its own through the validation stream:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from lmcore import backend
@@ -47,7 +49,10 @@ from lmcore.autograd import Tensor, detach_state
 from lmcore.nn.module import evaluation_mode
 from lmcore.optim import clip_grad_norm_
 from lmcore.train.checkpoint import load_checkpoint, save_checkpoint
+from lmcore.train.flops import mfu
 from lmcore.train.history import History
+from lmcore.train.interrupt import TrainingInterrupted, deferred_interrupt
+from lmcore.train.mixed_precision import GradScaler, MixedPrecision
 
 __all__ = [
     "EarlyStopping",
@@ -211,6 +216,11 @@ class Trainer:
     with its step, but up to k - 1 later steps may have run by then (with ``log_every=1``,
     the default, a bad step is caught before it changes the weights).
 
+    With ``accumulation_steps=k`` each optimizer step draws k batches (micro-batches)
+    and backpropagates each one's loss divided by k, so the gradients add up to those of
+    the mean loss over all k: the gradient of one batch k times as large, in the memory
+    of one micro-batch. The step's logged loss is that mean.
+
     Example:
         >>> import numpy as np
         >>> from lmcore import optim
@@ -246,14 +256,30 @@ class Trainer:
         config: dict | None = None,
         progress: bool = True,
         log_every: int = 1,
+        accumulation_steps: int = 1,
+        mixed_precision: bool = False,
+        scaler: GradScaler | None = None,
+        flops_per_token: float | None = None,
+        peak_flops: float | None = None,
     ):
         if eval_fn is not None and val_batches is not None:
             raise ValueError("give val_batches or eval_fn, not both")
-        for name, value in (("steps", steps), ("eval_every", eval_every), ("log_every", log_every)):
+        for name, value in (
+            ("steps", steps),
+            ("eval_every", eval_every),
+            ("log_every", log_every),
+            ("accumulation_steps", accumulation_steps),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if scaler is not None and not mixed_precision:
+            raise ValueError("a GradScaler belongs to mixed precision: pass mixed_precision=True")
         self.model, self.optimizer, self.scheduler, self.clip = model, optimizer, scheduler, clip
         self.steps, self.eval_every, self.log_every = steps, eval_every, log_every
+        self.accumulation_steps = accumulation_steps
+        self.precision = MixedPrecision(model) if mixed_precision else None
+        self.scaler = (scaler or GradScaler()) if mixed_precision else None
+        self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
         self.checkpoint, self.config, self.progress = checkpoint, config, progress
         self.checkpoint_every = checkpoint_every or eval_every
         self.history = History()
@@ -269,48 +295,90 @@ class Trainer:
             "model": model, "optimizer": optimizer, "scheduler": scheduler,
             "history": self.history, "early_stopping": self.stopper,
             "batches": _stateful(batches), "recurrent_state": carrier,
+            "grad_scaler": self.scaler,
         }  # fmt: skip
         self.start = load_checkpoint(resume_from, **self.saved).step if resume_from else 0
-        skip = 0 if _stateful(batches) else self.start
+        skip = 0 if _stateful(batches) else self.start * accumulation_steps
         self.stream = _endless(batches, skip, on_new_pass=carrier.reset if carrier else None)
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.last_saved = Path(resume_from) if resume_from is not None else None  # good file
-        self.pending: list[tuple] = []  # (step, loss, gradient norm, lr, seconds), unread
+        self.pending: list[tuple] = []  # (step, loss, gradient norm, lr, seconds, tokens)
         self.clock = time.perf_counter()  # elapsed times count from here (reset by run)
 
     def step(self, step: int) -> None:
-        """One optimizer step on the next batch. The loss and the gradient norm stay
-        device arrays in ``pending`` until :meth:`log` reads them."""
-        x, y = next(self.stream)
-        loss = self.step_loss(self.model, x, y)
+        """One optimizer step on the next ``accumulation_steps`` batches. The loss and the
+        gradient norm stay device arrays in ``pending`` until :meth:`log` reads them."""
+        k = self.accumulation_steps
         self.optimizer.zero_grad()
-        loss.backward()
-        grad_norm = clip_grad_norm_(self.parameters, self.clip or math.inf)
+        total, tokens = None, 0
+        with self.autocast():
+            for _ in range(k):
+                x, y = next(self.stream)
+                loss = self.step_loss(self.model, x, y)
+                if k > 1:
+                    loss = loss / k  # the k parts add up to the mean loss and its gradient
+                (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+                if self.precision is not None:
+                    self.precision.accumulate_grads()
+                total = loss.data if total is None else total + loss.data
+                tokens += y.size
+        if self.scaler is None:
+            grad_norm = clip_grad_norm_(self.parameters, self.clip or math.inf)
+        else:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients
+            with np.errstate(invalid="ignore"):  # inf * 0 after an overflow: a skipped step
+                grad_norm = clip_grad_norm_(self.parameters, self.clip or math.inf)
         lr = self.optimizer.param_groups[0]["lr"]
-        self.pending.append((step, loss.data, grad_norm.data, lr, time.perf_counter()))
+        self.pending.append((step, total, grad_norm.data, lr, time.perf_counter(), tokens))
         if self.log_every == 1:
             self.log()  # before the update: a non-finite step never reaches the weights
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)  # skipped when a gradient overflowed
+            self.scaler.update()
         if self.scheduler is not None:
             self.scheduler.step()
+
+    def autocast(self):
+        """float16 copies of the weights with mixed precision, else nothing."""
+        return contextlib.nullcontext() if self.precision is None else self.precision.autocast()
 
     def log(self) -> None:
         """Read the pending losses and gradient norms back, check that they are finite,
         and add them to the history."""
-        for step, loss, grad_norm, lr, now in self.pending:
+        for step, loss, grad_norm, lr, now, tokens in self.pending:
             loss, grad_norm = float(loss), float(grad_norm)
             _check_finite("loss", loss, step, self.last_saved)
-            _check_finite("gradient norm", grad_norm, step, self.last_saved)
-            self.history.log_step(step, loss, lr, grad_norm, now - self.clock)
+            if self.scaler is None:  # with loss scaling, an overflow only skips the step
+                _check_finite("gradient norm", grad_norm, step, self.last_saved)
+            self.history.log_step(step, loss, lr, grad_norm, now - self.clock, tokens)
         self.pending.clear()
 
     def evaluate(self, step: int) -> bool:
         """Log the validation loss; True when early stopping says to stop."""
-        with evaluation_mode(self.model):
-            self.history.log_eval(step, float(self.measure()))
+        with evaluation_mode(self.model), self.autocast():
+            val_loss = float(self.measure())
+        self.history.log_eval(step, val_loss)
         return self.stopper is not None and self.stopper.update(
             step, self.history.val_loss[-1], self.model
         )
+
+    def progress_numbers(self) -> dict:
+        """What the progress bar shows: the last losses and learning rate, tokens per
+        second since the last logging step, MFU (with ``flops_per_token`` and
+        ``peak_flops``) and the loss scale (with mixed precision)."""
+        history = self.history
+        numbers = {"loss": f"{history.train_loss[-1]:.4f}", "lr": f"{history.lr[-1]:.2e}"}
+        if history.val_loss:
+            numbers["val"] = f"{history.val_loss[-1]:.4f}"
+        throughput = history.tokens_per_second(last=self.log_every)
+        numbers["tok/s"] = f"{throughput:,.0f}"
+        if self.flops_per_token and self.peak_flops and math.isfinite(throughput):
+            numbers["mfu"] = f"{mfu(throughput, self.flops_per_token, self.peak_flops):.1%}"
+        if self.scaler is not None:
+            numbers["scale"] = f"{self.scaler.get_scale():g}"
+        return numbers
 
     def save(self, step: int) -> None:
         """Write a checkpoint of everything in ``saved`` (atomically)."""
@@ -323,7 +391,15 @@ class Trainer:
         history, steps = self.history, self.steps
         self.clock = time.perf_counter() - (history.elapsed[-1] if len(history) else 0.0)
         self.model.train()
-        with tqdm(total=steps, initial=self.start, disable=not self.progress, unit="step") as bar:
+        notice = (
+            "Stopping after this step"
+            + (", with a checkpoint," if self.checkpoint is not None else "")
+            + "; press Ctrl-C again to stop at once."
+        )
+        with (
+            tqdm(total=steps, initial=self.start, disable=not self.progress, unit="step") as bar,
+            deferred_interrupt(notice) as interrupt,
+        ):
             for step in range(self.start + 1, steps + 1):
                 self.step(step)
                 evaluating = self.measure is not None and (
@@ -334,12 +410,16 @@ class Trainer:
                 )
                 if step % self.log_every == 0 or evaluating or saving or step == steps:
                     self.log()
-                    bar.set_postfix(_progress_numbers(history), refresh=False)
+                    bar.set_postfix(self.progress_numbers(), refresh=False)
                 stop = self.evaluate(step) if evaluating else False
-                if saving or (stop and self.checkpoint is not None):
+                interrupted = interrupt.requested
+                if saving or ((stop or interrupted) and self.checkpoint is not None):
                     self.log()
                     self.save(step)
                 bar.update()
+                if interrupted:
+                    self.log()
+                    raise TrainingInterrupted(step, self.last_saved if self.checkpoint else None)
                 if stop:
                     break
         self.log()
@@ -378,10 +458,23 @@ def train(model, optimizer, batches: Iterable, steps: int, **options) -> History
     step, so 20 steps, a checkpoint and 20 more give the same losses as 40 steps (a
     batch source with no ``state_dict`` is advanced by drawing the batches already used).
 
+    ``accumulation_steps=k`` takes each optimizer step on k batches, each loss divided
+    by k (gradient accumulation: a k times larger batch in the memory of one).
+    ``mixed_precision=True`` computes in float16 with float32 master weights and dynamic
+    loss scaling (:mod:`lmcore.train.mixed_precision`; ``scaler`` sets the
+    :class:`~lmcore.train.mixed_precision.GradScaler`, saved in checkpoints). The history
+    counts the tokens of each step; the progress bar shows tokens per second and, given
+    ``flops_per_token`` (:func:`~lmcore.train.flops.gpt_flops_per_token`) and
+    ``peak_flops`` (FLOP/s, e.g. :func:`~lmcore.train.flops.measure_peak_flops`), the
+    model FLOPs utilization.
+
     A NaN or infinite loss or gradient norm raises :class:`NonFiniteLossError` before
     the bad step changes the weights or any checkpoint (with ``log_every`` above 1, see
-    :class:`Trainer`). ``progress`` shows a progress bar. Returns the
-    :class:`~lmcore.train.history.History`.
+    :class:`Trainer`); with mixed precision a non-finite gradient only skips the step.
+    Ctrl-C finishes the current step, saves a checkpoint (with ``checkpoint``) and
+    raises :class:`~lmcore.train.interrupt.TrainingInterrupted`, a KeyboardInterrupt;
+    ``resume_from`` continues from it exactly. ``progress`` shows a progress bar.
+    Returns the :class:`~lmcore.train.history.History`.
     """
     return Trainer(model, optimizer, batches, steps, **options).run()
 
@@ -429,10 +522,3 @@ def _check_finite(what: str, value: float, step: int, last_saved: Path | None) -
         "check the data, then resume with resume_from=<checkpoint>.",
         step,
     )
-
-
-def _progress_numbers(history: History) -> dict:
-    numbers = {"loss": f"{history.train_loss[-1]:.4f}", "lr": f"{history.lr[-1]:.2e}"}
-    if history.val_loss:
-        numbers["val"] = f"{history.val_loss[-1]:.4f}"
-    return numbers
