@@ -1438,7 +1438,7 @@ show(ScaledDotProductAttention._kernel_forward)
 from lmcore.bench.gpu import TRAIN_SHAPE
 
 print("training shape:", TRAIN_SHAPE)
-training = results.get("training", [])
+training = [r for r in results.get("training", []) if "tokens_per_s" in r]  # measured rungs
 columns = ("rung", "tokens_per_s", "ms_per_step", "host_ms_per_step", "peak_mib", "first_loss")
 print_table([{k: r.get(k) for k in columns} for r in training], title=f"training step ({SOURCE})")
 
@@ -1596,12 +1596,21 @@ else:
 # kernels on exactly the recorded memory addresses, so shapes must not change, every buffer
 # must stay where it was (allocations inside the step must come back at the same addresses),
 # and nothing in the step may wait for the CPU, as reading the loss with `.item()` or checking
-# for NaN does. `lmcore` does not capture graphs yet: its training loop reads the loss every
-# step and allocates its arrays as it goes. Whether launches matter for a step depends on how
-# long its kernels run: while each kernel takes longer than the CPU needs to queue the next
-# one, the GPU never waits. At small batches, or in the one-token steps of text generation,
-# each kernel does little work and the launches set the pace; that is where capturing the step
-# would pay most.
+# for NaN does. Whether launches matter for a step depends on how long its kernels run: while
+# each kernel takes longer than the CPU needs to queue the next one, the GPU never waits. At
+# small batches, or in the one-token steps of text generation, each kernel does little work
+# and the launches set the pace; that is where capturing the step pays most.
+#
+# `lmcore.cuda.graphs.CapturedStep` captures a training step's forward and backward passes
+# and meets each of those demands in a plain way: the batch is copied into static input
+# buffers before each replay; the checks that read values back on the host (token ids in
+# range, valid class indices) are skipped while `capturing()` is true, and the step checks
+# each batch once on the host instead; allocations made during capture come from a private
+# memory pool that nothing else touches; and the optimizer, whose learning rate and bias
+# corrections change every step, runs after the replay, outside the graph. Dropout is
+# refused, since its random masks would be frozen at capture. `lmcore bench gpu` measures
+# the captured step as the rung "+ CUDA graph of forward and backward" of the training
+# ladder; the recorded run this page reads shows it when that run includes it.
 #
 # ## Half precision and loss scaling
 #
