@@ -4,7 +4,7 @@ Each position that may be predicted (neither a special token nor padding) is cho
 probability ``mlm_probability`` (15 %); of the chosen ones, 80 % become the mask token, 10 %
 a token drawn uniformly from the vocabulary and 10 % stay as they are. The labels hold the
 original id at chosen positions and -100 elsewhere, the ``ignore_index`` of
-:func:`lmcore.functional.cross_entropy` and of :class:`lmcore.models.BERT`. The random
+:func:`lmcore.functional.loss_functions.cross_entropy` and of :class:`lmcore.models.bert.BERT`. The random
 tokens and the unchanged 10 % keep the model from learning that only the mask token needs
 a prediction, since no mask token appears when the model is used.
 
