@@ -535,6 +535,13 @@ print(
 # - Compression rises steeply over the first merges and slowly after; the vocabulary size is a
 #   trade between sequence length and the size and training of the embedding table.
 #
+# What the chapter leaves out: BPE is not the only way to learn subwords. SentencePiece
+# {cite}`kudo2018` treats the text as a raw stream (spaces included) and also offers a
+# *unigram* model, which starts from a large vocabulary and prunes the pieces that least
+# reduce the corpus's likelihood; Bostrom and Durrett {cite}`bostrom2020` found it closer to
+# morphology than BPE and slightly better for pretraining. Many recent models (T5, Llama 2)
+# use SentencePiece; GPT-2 and its descendants use byte-level BPE, the algorithm built here.
+#
 # The next chapter puts these tokens to work in the first language models of the book:
 # counts of n-grams.
 

@@ -126,3 +126,18 @@ def test_every_bold_term_is_in_the_glossary(path):
             if is_term and not defines(term, entries):
                 missing.append(bold)
     assert not missing, f"{path.stem}: bold terms missing from book/glossary.md: {missing}"
+
+
+def citations_in(text: str) -> set[str]:
+    """The keys of every {cite}`...` (and {cite:p}/{cite:t}) role in a text."""
+    found = re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text)
+    return {key.strip() for group in found for key in group.split(",")}
+
+
+def test_every_bibliography_entry_is_cited_and_every_citation_has_an_entry():
+    entries = set(re.findall(r"^@\w+\{([^,\s]+),", (ROOT / "book" / "references.bib").read_text(),
+                             re.MULTILINE))  # fmt: skip
+    pages = [*TWINS, *(ROOT / "book").glob("*.md")]
+    cited = set().union(*(citations_in(p.read_text()) for p in pages))
+    assert not entries - cited, f"book/references.bib entries no page cites: {entries - cited}"
+    assert not cited - entries, f"citations with no entry in book/references.bib: {cited - entries}"
