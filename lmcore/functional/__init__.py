@@ -85,7 +85,12 @@ from lmcore.functional.indexing import (
     where,
 )
 from lmcore.functional.loss_functions import CrossEntropy, cross_entropy, mse_loss
-from lmcore.functional.normalization import LayerNorm, layer_norm
+from lmcore.functional.normalization import (
+    LayerNorm,
+    ResidualLayerNorm,
+    layer_norm,
+    residual_layer_norm,
+)
 from lmcore.functional.recurrence import (
     GRURecurrence,
     LSTMRecurrence,
@@ -120,15 +125,16 @@ __all__ = [
     "getitem", "embedding", "cat", "stack", "split",
     "exp", "log", "tanh", "sigmoid", "relu", "gelu", "softmax", "log_softmax",
     "dropout", "where", "masked_fill", "cross_entropy", "mse_loss", "layer_norm",
-    "scaled_dot_product_attention", "split_heads", "merge_heads", "causal_mask",
-    "rotary_tables", "apply_rotary", "rnn_layer", "lstm_layer", "gru_layer", "cast", "to_device",
+    "residual_layer_norm", "scaled_dot_product_attention", "split_heads", "merge_heads",
+    "causal_mask", "rotary_tables", "apply_rotary", "rnn_layer", "lstm_layer", "gru_layer",
+    "cast", "to_device",
     # the operations themselves (Functions with forward and backward), for reading and reuse
     "Add", "Sub", "Mul", "Div", "Pow", "Neg", "MatMul", "Linear", "Sum", "Mean", "Max",
     "Reshape", "Permute", "Concat", "Stack", "Split", "GetItem", "Embedding", "Where",
     "MaskedFill", "Exp", "Log", "Tanh", "Sigmoid", "ReLU", "GELU", "Softmax", "LogSoftmax",
-    "Dropout", "CrossEntropy", "LayerNorm", "ScaledDotProductAttention", "SplitHeads",
-    "MergeHeads", "Rotary", "RNNRecurrence",
-    "LSTMRecurrence", "GRURecurrence", "Cast", "ToDevice",
+    "Dropout", "CrossEntropy", "LayerNorm", "ResidualLayerNorm", "ScaledDotProductAttention",
+    "SplitHeads", "MergeHeads", "Rotary", "RNNRecurrence", "LSTMRecurrence",
+    "GRURecurrence", "Cast", "ToDevice",
 ]  # fmt: skip
 
 tensor_methods.install()

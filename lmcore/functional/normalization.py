@@ -121,3 +121,68 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-
         wide = [cast(t, "float32") for t in (input, *params)]
         return cast(function(*wide), "float16")
     return function(input, *params)
+
+
+class ResidualLayerNorm(Function):
+    """``(x + branch, LayerNorm(x + branch))`` as one operation: the sum the residual stream
+    carries on, and the normalized copy the next branch reads.
+
+    On CUDA one kernel reads ``x`` and ``branch`` once and writes both results (a separate
+    add would write the sum and LayerNorm read it back). The backward pass adds the
+    gradient that reaches the sum to the one LayerNorm sends back; ``x`` and ``branch``
+    get that same gradient, as the two inputs of an addition do.
+    """
+
+    def __init__(self, eps, has_weight, has_bias):
+        self.norm = LayerNorm(1, eps, has_weight, has_bias)
+
+    def forward(self, x, branch, *params):
+        norm = self.norm
+        norm.needs_grad = (True, *self.needs_grad[2:])
+        if cuda.wanted(x, branch, *params):
+            from lmcore.cuda import ops
+
+            rows = (-1, x.shape[-1])  # (N, D)
+            weight = params[0] if norm.has_weight else None
+            bias = params[-1] if norm.has_bias else None
+            total, y, norm.mean, norm.rstd = ops.residual_layer_norm_forward(
+                x.reshape(rows), branch.reshape(rows), weight, bias, norm.eps
+            )
+            norm.kernel, norm.shape, norm.x, norm.weight = True, x.shape, total, weight
+            return total.reshape(x.shape), y.reshape(x.shape)
+        total = x + branch
+        return total, norm.forward(total, *params)
+
+    def backward(self, grad_total, grad_y):
+        params = (None,) * (self.norm.has_weight + self.norm.has_bias)
+        if grad_y is None:
+            return (grad_total, grad_total, *params)
+        grad_x, *params = self.norm.backward(grad_y)
+        if grad_total is not None:
+            grad_x = grad_x + grad_total
+        return (grad_x, grad_x, *params)
+
+
+def residual_layer_norm(x, branch, weight=None, bias=None, eps: float = 1e-5):
+    """``(x + branch, layer_norm(x + branch))`` over the last dim, in one operation (one
+    kernel on CUDA): the residual add of a Transformer block and the LayerNorm of the next
+    branch, fused. Same results and gradients as the two operations.
+
+    Example:
+        >>> import numpy as np
+        >>> x = Tensor(np.random.default_rng(0).normal(size=(2, 3, 8)), requires_grad=True)
+        >>> branch = Tensor(np.ones((2, 3, 8)))
+        >>> total, y = residual_layer_norm(x, branch)
+        >>> bool(np.allclose(y.numpy(), layer_norm(x + branch, (8,)).numpy()))
+        True
+    """
+    x, branch = _as_tensor(x), _as_tensor(branch)
+    if x.shape != branch.shape:
+        raise ValueError(
+            f"residual_layer_norm adds tensors of one shape, got {x.shape} and {branch.shape}"
+        )
+    params = [_as_tensor(p) for p in (weight, bias) if p is not None]
+    if x.dtype == "float16":  # layer_norm widens float16 for its statistics
+        total = x + branch
+        return total, layer_norm(total, x.shape[-1:], weight, bias, eps)
+    return ResidualLayerNorm(eps, weight is not None, bias is not None)(x, branch, *params)

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+from lmcore import functional as F
 from lmcore.autograd import Tensor
 from lmcore.nn.attention import KVCache, MultiHeadAttention
 from lmcore.nn.layers import GELU, Dropout, LayerNorm, Linear
@@ -93,5 +94,9 @@ class Block(Module):
     def forward(
         self, x: Tensor, padding_mask=None, past_key_values: KVCache | None = None
     ) -> Tensor:  # (B, T, C) -> (B, T, C)
-        x = x + self.attn(self.ln_1(x), padding_mask, past_key_values)
-        return x + self.mlp(self.ln_2(x))
+        branch = self.attn(self.ln_1(x), padding_mask, past_key_values)
+        # x + branch, and ln_2 of it, in one operation (one kernel on a GPU)
+        x, normed = F.residual_layer_norm(
+            x, branch, self.ln_2.weight, self.ln_2.bias, self.ln_2.eps
+        )
+        return x + self.mlp(normed)
