@@ -36,7 +36,8 @@
 # - measure perplexity for orders 1–6 and every smoothing, on characters and on BPE tokens,
 #   and compare the two fairly in bits per character;
 # - watch sparsity grow with the order, sample text from each order, and measure memory and
-#   speed.
+#   speed;
+# - train the same bigram by gradient descent, and see that it walks to the counted model.
 
 # %% tags=["hide-cell"]
 # Set-up: install lmcore when it is missing (on Colab, say), then name the profile and device.
@@ -799,6 +800,119 @@ assert all(np.diff(distinct) > 0)
 # numbers in the table below.
 
 # %% [markdown]
+# ## From counting to learning: the bigram by gradient descent
+#
+# Before leaving counts behind, one bridge. The next chapters *learn* their parameters by
+# gradient descent on the cross-entropy; this chapter *counted*. The two are the same thing
+# for an n-gram model, and seeing why tells us what the loss of the next chapters means.
+#
+# Give the bigram model a table of free numbers instead of counts: a **logit** $W_{ab}$ for
+# every pair, turned into a distribution over the next token by the softmax of its row,
+#
+# $$
+# p_W(b \mid a) = \frac{e^{W_{ab}}}{\sum_{v} e^{W_{av}}}.
+# $$
+#
+# The average negative log-probability of the training text, the **cross-entropy** of the
+# model on it, sums over the $N$ pairs of consecutive tokens; grouping equal pairs turns it
+# into a sum over the count table,
+#
+# $$
+# L(W) = -\frac{1}{N} \sum_{i=1}^{N} \log p_W(x_{i+1} \mid x_i)
+#      = -\frac{1}{N} \sum_{a, b} c(a\,b) \log p_W(b \mid a).
+# $$
+#
+# For one position with context $a$ and next token $y$, the derivative of
+# $-\log p_W(y \mid a) = -W_{ay} + \log \sum_v e^{W_{av}}$ with respect to $W_{ab}$ is
+# $p_W(b \mid a) - [b = y]$: the predicted probability minus the one-hot target. Adding up
+# the $c(a)$ positions with context $a$,
+#
+# $$
+# \frac{\partial L}{\partial W_{ab}} = \frac{1}{N}\Bigl(c(a)\, p_W(b \mid a) - c(a\,b)\Bigr),
+# $$
+#
+# which is zero exactly when $p_W(b \mid a) = c(a\,b)/c(a)$: the counted estimate. Minimizing
+# the cross-entropy *is* maximizing the likelihood, and its minimum is the MLE of this chapter.
+# Gradient descent should therefore walk from a uniform table ($W = 0$) to the counted model's
+# loss. Each context's row is its own small problem, so the loop below averages each row's
+# loss over that context's $c(a)$ positions (a learning rate of $1/c(a)$ per row, in effect):
+# frequent and rare contexts then move at the same pace.
+
+
+# %%
+def bigram_counts(ids: np.ndarray) -> np.ndarray:
+    """c(a b): how often token b follows token a, a (V, V) table."""
+    table = np.zeros((V, V))
+    np.add.at(table, (ids[:-1], ids[1:]), 1)
+    return table
+
+
+counts2, val_counts2 = bigram_counts(train_ids), bigram_counts(val_ids)
+context_counts = counts2.sum(1, keepdims=True)  # c(a), (V, 1)
+p_counted = np.divide(counts2, context_counts, out=np.zeros_like(counts2), where=context_counts > 0)
+seen = counts2 > 0
+counted_loss = -(counts2[seen] * np.log(p_counted[seen])).sum() / counts2.sum()
+
+
+def cross_entropy_of(table_counts: np.ndarray, log_p: np.ndarray) -> float:
+    """Average -log p over the pairs a count table holds."""
+    return float(-(table_counts * log_p).sum() / table_counts.sum())
+
+
+logits = np.zeros((V, V))  # W: the uniform model
+lr, descent_steps = 4.0, 3000
+gd_train, gd_val = [], []
+for _ in range(descent_steps + 1):
+    log_p = logits - logits.max(1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))  # log softmax of each row
+    gd_train.append(cross_entropy_of(counts2, log_p))
+    gd_val.append(cross_entropy_of(val_counts2, log_p))
+    # each row's gradient, averaged over its c(a) positions: p_W(b|a) - c(ab)/c(a)
+    logits -= lr * (np.exp(log_p) - p_counted) * (context_counts > 0)
+
+unseen_val_pairs = int(val_counts2[~seen].sum())
+best_step = int(np.argmin(gd_val))
+print(f"counted (MLE) bigram: training cross-entropy {counted_loss:.4f} nats")
+print(f"gradient descent: {gd_train[0]:.4f} at step 0 (uniform, ln V = {math.log(V):.4f}), "
+      f"{gd_train[1000]:.4f} at step 1000, {gd_train[-1]:.4f} at step {descent_steps}")  # fmt: skip
+print(f"validation: {unseen_val_pairs} pairs never seen in training, so the MLE's validation "
+      f"loss is infinite; gradient descent's is {gd_val[best_step]:.4f} at its best "
+      f"(step {best_step}) and {gd_val[-1]:.4f} at step {descent_steps}")  # fmt: skip
+assert abs(gd_train[0] - math.log(V)) < 1e-9
+assert 0 < gd_train[1000] - counted_loss < 0.02  # close to the counted loss, from above
+assert np.all(np.diff(gd_train) < 0)  # training loss falls at every step
+assert unseen_val_pairs > 0 and best_step < descent_steps and gd_val[-1] > gd_val[best_step]
+
+# %%
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
+ax1.plot(gd_train, label="gradient descent")
+ax1.axhline(counted_loss, color="k", ls="--", lw=1, label="counted (MLE)")
+ax1.set(xscale="symlog", xlabel="step", ylabel="training cross-entropy (nats)",
+        title="Training: descent reaches the counts")  # fmt: skip
+ax1.legend()
+ax2.plot(gd_val, color="C1")
+ax2.plot(best_step, gd_val[best_step], "o", color="C1")
+ax2.set(xscale="symlog", xlabel="step", ylabel="validation cross-entropy (nats)",
+        title="Validation: best before the end (MLE: ∞)")  # fmt: skip
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The left panel is the theory at work: the training loss falls at every step, from $\ln V$
+# (the uniform table) to within a hundredth of a nat of the counted model's, which it
+# approaches from above and never passes (asserted). The last part is slow for a reason this
+# chapter already met: pairs that never occur in training have MLE probability zero, so their
+# logits must go to $-\infty$, and gradient descent only gets there in the limit.
+#
+# The right panel is the first sight of something the next chapters live with. On held-out
+# text the counted model is useless (some validation pairs were never seen, so its loss is
+# infinite), while the model stopped *part way* to the MLE still gives those pairs a little
+# probability: its validation loss reaches a minimum and then rises again as the descent
+# pushes on toward the counts (asserted). Stopping early acts like smoothing. A neural model
+# trained too long overfits in the same way, and watching a validation loss to decide when to
+# stop is exactly what chapter 3's training loop does.
+
+# %% [markdown]
 # ## Results
 #
 # Validation perplexity on the three held-out plays. The `quick` profile counts the first
@@ -851,6 +965,9 @@ print(
 # - The share of unseen n-grams grows quickly with the order; past 7 or 8 characters the model
 #   stops improving while its tables keep growing. Sharing statistics between similar contexts
 #   needs learned vectors: the neural models of the next chapters.
+# - Minimizing the cross-entropy is maximizing the likelihood: a bigram table of logits trained
+#   by gradient descent walks to the counted model's training loss, and stopped early it keeps
+#   a finite validation loss where the counted model's is infinite.
 
 # %% [markdown]
 # ## Exercises
