@@ -62,6 +62,8 @@ from matplotlib.ticker import NullFormatter, PercentFormatter
 
 import lmcore
 from lmcore import config, data
+from lmcore.generate import sample_next
+from lmcore.generate.logits import top_k_filter, top_p_filter
 from lmcore.ngram import SMOOTHINGS, NGramCounts, NGramLM
 from lmcore.ngram import smoothing as sm
 from lmcore.notebook import show
@@ -746,6 +748,113 @@ for n in (1, 2, 4, 6, 8):
 # are few. On the `quick` slice, orders 6 and 8 still invent words, because they have seen
 # too few long contexts. This is Shakespeare seen through the window Shannon described in
 # 1948.
+
+# %% [markdown]
+# ### Temperature, top-k and top-p
+#
+# Drawing straight from the model's distribution is one choice among several. Every model of
+# the book samples through the same small function of `lmcore.generate`, and an n-gram model
+# is the simplest place to see what its three knobs do. The **temperature** $\tau$ divides the
+# log-probabilities before the softmax, $q(w) \propto P(w \mid h)^{1/\tau}$: below 1 the likely
+# tokens get likelier, above 1 the distribution flattens, and $\tau \to 0$ always takes the
+# most likely token (greedy decoding). **Top-k** keeps only the $k$ likeliest tokens;
+# **top-p** (nucleus sampling {cite}`holtzman2020`) keeps the likeliest tokens whose
+# probabilities first add up to $p$, so that it keeps few tokens where the model is sure and
+# many where it is not. Here is the sampler:
+
+# %%
+show(sample_next)
+
+# %% [markdown]
+# How much choice is left after each knob? The entropy of the distribution actually sampled
+# from, $H(q) = -\sum_w q(w) \log_2 q(w)$ bits, averaged over positions of the validation
+# text, measures it: the order-6 model's own distributions at $\tau = 1$, sharper or flatter
+# ones at other temperatures, and the same with top-k and top-p applied after the
+# temperature, as the sampler applies them.
+
+# %%
+entropy_model = char_models.get(("modified_kneser_ney", 6)) or NGramLM(
+    6, "modified_kneser_ney"
+).fit(train_ids, V)
+positions = range(5, 5 + config.pick(quick=300, standard=1500))
+with np.errstate(divide="ignore"):
+    position_logits = np.log(
+        np.stack([entropy_model.distribution(val_ids[i - 5 : i]) for i in positions])
+    )  # (positions, V)
+
+
+def sampled_entropy(temperature, top_k=None, top_p=None) -> float:
+    """Average entropy in bits of the distributions sample_next draws from."""
+    logits = position_logits / temperature
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None:
+        logits = top_p_filter(logits, top_p)
+    q = np.exp(logits - logits.max(1, keepdims=True))
+    q /= q.sum(1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(-np.nansum(q * np.log2(q), axis=1).mean())
+
+
+temperatures = np.array([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0])
+knobs = {"temperature only": {}, "top-k, k = 5": {"top_k": 5}, "top-p, p = 0.9": {"top_p": 0.9}}
+entropies = {
+    name: np.array([sampled_entropy(t, **options) for t in temperatures])
+    for name, options in knobs.items()
+}
+fig, ax = plt.subplots(figsize=(6, 3.6))
+for name, values in entropies.items():
+    ax.plot(temperatures, values, marker="o", label=name)
+ax.axhline(math.log2(V), color="k", ls=":", lw=1, label=f"uniform over {V} symbols")
+ax.set(xlabel="temperature", ylabel="entropy of q (bits per character)",
+       title="How much choice each knob leaves")  # fmt: skip
+ax.legend()
+plt.show()
+at_one = entropies["temperature only"][temperatures == 1.0][0]
+print(f"order-6 model at temperature 1: {at_one:.2f} bits of choice per character on average")
+for t in (0.5, 1.5):
+    print(f"  temperature {t}: {entropies['temperature only'][temperatures == t][0]:.2f} bits")
+temperature_only = entropies["temperature only"]
+assert np.all(np.diff(temperature_only) > 0)  # entropy rises with the temperature
+assert temperature_only[0] < at_one / 8 and temperature_only[-1] > 2 * at_one
+for name in ("top-k, k = 5", "top-p, p = 0.9"):
+    assert np.all(entropies[name] <= temperature_only + 1e-9)  # a filter only removes choice
+assert np.all(entropies["top-k, k = 5"] <= math.log2(5) + 1e-9)  # at most 5 equal choices
+kept = np.isfinite(top_p_filter(position_logits, 0.9)).sum(1)  # tokens top-p keeps, per position
+print(f"top-p 0.9 at temperature 1 keeps {kept.min()} to {kept.max()} characters "
+      f"(median {np.median(kept):.0f}); 2 or fewer at {(kept <= 2).mean():.0%} of the positions, "
+      f"10 or more at {(kept >= 10).mean():.0%}")  # fmt: skip
+assert kept.min() == 1 and kept.max() >= 10 and (kept <= 2).mean() > 0.1
+
+# %% [markdown]
+# Entropy rises with the temperature at every step of the sweep (asserted), from less than an
+# eighth of the model's own entropy at $\tau = 0.1$, where sampling is nearly greedy, to more
+# than twice the model's own entropy at $\tau = 3$, on its way to the uniform distribution
+# (both asserted). The filters only ever remove
+# choice, so their curves lie under the temperature-only curve (asserted), and top-k can never
+# leave more than $\log_2 5 \approx 2.3$ bits (asserted), however hot the temperature: it
+# cuts the long tail of unlikely characters that makes hot samples unreadable. Top-p cuts the
+# tail too, but adapts: where the model is nearly sure (in the middle of a word) it keeps one
+# or two characters, and where it is not (after a space) ten or more; in this run both
+# happen at a good share of the positions (printed above; asserted: one character somewhere,
+# ten or more somewhere, two or fewer at more than a tenth of the positions). Here are samples
+# of the order-6 model at three settings, with the same seed:
+
+# %%
+for label, options in [
+    ("temperature 0.5", dict(temperature=0.5)),
+    ("temperature 1.5", dict(temperature=1.5)),
+    ("temperature 1.5, top-p 0.9", dict(temperature=1.5, top_p=0.9)),
+]:
+    text = chars.decode(entropy_model.generate(160, context=prompt, seed=1, **options).tolist())
+    print(f"───── {label} " + "─" * 40)
+    print(text.strip())
+    print()
+
+# %% [markdown]
+# At 0.5 the text is safe and repetitive; at 1.5 misspellings and stray punctuation creep in
+# as the tail gets its turn; top-p at the same temperature removes most of them while keeping
+# the variety. Chapter 6 compares these strategies on a neural model, with beam search.
 
 # %% [markdown]
 # ## Memory and speed

@@ -355,35 +355,43 @@ class NGramLM:
 
     # ---- generation and inspection ------------------------------------------------
 
-    def generate(self, n: int, context=(), temperature: float = 1.0, seed=None) -> np.ndarray:
+    def generate(
+        self,
+        n: int,
+        context=(),
+        temperature: float = 1.0,
+        seed=None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+    ) -> np.ndarray:
         """Sample ``n`` new tokens after ``context``: int64 (n,).
 
-        ``temperature`` reshapes each distribution to P^(1/T): below 1 it sharpens,
-        above 1 it flattens, and 0 always picks the most probable token (greedy).
-        The same ``seed`` gives the same tokens.
+        Each token is drawn by :func:`lmcore.generate.sample_next`, the sampler every model
+        of the book shares: ``temperature`` reshapes each distribution to P^(1/T) (below 1
+        it sharpens, above 1 it flattens, 0 always picks the most probable token);
+        ``top_k`` keeps the k likeliest tokens and ``top_p`` the likeliest ones holding
+        that share of the probability. The same ``seed`` gives the same tokens.
 
         Example:
             >>> model = NGramLM(2).fit([0, 1, 2, 0, 1, 2])
             >>> model.generate(4, temperature=0).tolist()
             [0, 1, 2, 0]
         """
+        from lmcore.generate.logits import check_sampling, sample_next
+
         self._require_fit()
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be a number of tokens >= 0, got {n!r}.")
         if not temperature >= 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}.")
+        check_sampling(temperature, top_k, top_p)
         rng = np.random.default_rng(seed)
         history = [int(t) for t in context]
         for _ in range(n):
-            p = self.distribution(self._truncate(history))
-            if temperature == 0:
-                token = int(np.argmax(p))
-            else:
-                with np.errstate(divide="ignore"):
-                    logits = np.log(p) / temperature
-                weights = np.cumsum(np.exp(logits - logits.max()))
-                token = int(np.searchsorted(weights, rng.random() * weights[-1], side="right"))
-            history.append(token)
+            with np.errstate(divide="ignore"):
+                logits = np.log(self.distribution(self._truncate(history)))[None]  # (1, V)
+            token = sample_next(logits, temperature, top_k, generator=rng, top_p=top_p)
+            history.append(int(token[0, 0]))
         return np.array(history[len(history) - n :], dtype=np.int64)
 
     def count(self, ngram) -> int:
