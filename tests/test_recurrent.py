@@ -1,5 +1,7 @@
 """Recurrent layers: fused ops, RNN/LSTM/GRU modules and cells, the recurrent language model."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -146,11 +148,13 @@ def test_cell_matches_one_step_of_the_layer():
 # PyTorch layout and values (unidirectional)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
-def test_same_outputs_and_gradients_as_torch(kind):
+def test_same_outputs_and_gradients_as_torch(kind, bidirectional):
     torch = pytest.importorskip("torch")
     name = kind.split("_")[0]
     extra = {"nonlinearity": kind.split("_")[1]} if name == "rnn" else {}
+    extra["bidirectional"] = bidirectional
     torch.manual_seed(0)
     reference = getattr(torch.nn, name.upper())(3, 5, num_layers=2, batch_first=True, **extra)
     reference = reference.double()
@@ -158,7 +162,8 @@ def test_same_outputs_and_gradients_as_torch(kind):
     layer.load_state_dict({k: v.detach().numpy() for k, v in reference.state_dict().items()})
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 6, 3))  # (B, T, D)
-    states = [rng.standard_normal((2, 4, 5)) for _ in range(2 if name == "lstm" else 1)]
+    count = 4 if bidirectional else 2  # num_layers * directions
+    states = [rng.standard_normal((count, 4, 5)) for _ in range(2 if name == "lstm" else 1)]
     hx = tuple(states) if name == "lstm" else states[0]
     torch_hx = tuple(map(torch.tensor, states)) if name == "lstm" else torch.tensor(states[0])
     expected, expected_final = reference(torch.tensor(x), torch_hx)
@@ -174,6 +179,74 @@ def test_same_outputs_and_gradients_as_torch(kind):
     ):
         assert key == torch_key
         np.testing.assert_allclose(param.grad, torch_param.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+SNAPSHOT = Path(__file__).parent / "data" / "torch_recurrent.npz"
+
+
+@pytest.mark.parametrize("directions", [1, 2])
+@pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
+def test_same_outputs_and_gradients_as_the_torch_snapshot(kind, directions):
+    """The numbers of tests/data/make_torch_recurrent_snapshot.py, without torch."""
+    snapshot = np.load(SNAPSHOT)
+    prefix = f"{kind}_{directions}/"
+    name = kind.split("_")[0]
+    extra = {"nonlinearity": kind.split("_")[1]} if name == "rnn" else {}
+    layer = LAYERS[name](
+        3, 5, num_layers=2, batch_first=True, bidirectional=directions == 2, **extra
+    ).to("float64")
+    keys = [k for k, _ in layer.named_parameters()]
+    layer.load_state_dict({k: snapshot[prefix + k] for k in keys})
+    hx = snapshot[prefix + "h0"]
+    if name == "lstm":
+        hx = (hx, snapshot[prefix + "c0"])
+    output, final = layer(snapshot[prefix + "x"], hx)
+    np.testing.assert_allclose(output.data, snapshot[prefix + "output"], rtol=1e-10, atol=1e-12)
+    for value, key in zip(final if name == "lstm" else (final,), ("h_n", "c_n")):
+        np.testing.assert_allclose(value.data, snapshot[prefix + key], rtol=1e-10, atol=1e-12)
+    (output.sum() + (output * output).sum()).backward()
+    for key, param in layer.named_parameters():
+        expected = snapshot[prefix + "grad/" + key]
+        np.testing.assert_allclose(np.asarray(param.grad), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_bidirectional_layer_is_a_forward_and_a_backward_pass_side_by_side():
+    manual_seed(0)
+    both = LSTM(3, 4, bidirectional=True)
+    forward, backward = LSTM(3, 4), LSTM(3, 4)
+    state = both.state_dict()
+    forward.load_state_dict({k: v for k, v in state.items() if not k.endswith("_reverse")})
+    backward.load_state_dict(
+        {k.removesuffix("_reverse"): v for k, v in state.items() if k.endswith("_reverse")}
+    )
+    x = np.random.default_rng(0).standard_normal((7, 2, 3)).astype(np.float32)  # (T, B, I)
+    output, (h_n, c_n) = both(x)
+    ahead, (h_f, _) = forward(x)
+    behind, (h_b, _) = backward(x[::-1].copy())
+    assert output.shape == (7, 2, 8) and h_n.shape == (2, 2, 4) and c_n.shape == (2, 2, 4)
+    np.testing.assert_allclose(output.data[..., :4], ahead.data, rtol=1e-6)
+    np.testing.assert_allclose(output.data[..., 4:], behind.data[::-1], rtol=1e-6)
+    np.testing.assert_allclose(h_n.data, np.concatenate([h_f.data, h_b.data]), rtol=1e-6)
+    assert "bidirectional=True" in repr(both)
+
+
+def test_bidirectional_output_at_t_depends_on_later_inputs():
+    manual_seed(0)
+    gru = GRU(2, 3, bidirectional=True, num_layers=2)
+    x = np.random.default_rng(0).standard_normal((6, 1, 2)).astype(np.float32)
+    changed = x.copy()
+    changed[-1] += 1.0  # only the last step differs
+    a, b = gru(x)[0].data, gru(changed)[0].data
+    assert not np.allclose(a[0], b[0])  # the first output sees the last input: no LM
+
+
+def test_bidirectional_gradcheck():
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 2, 3)), requires_grad=True)
+    manual_seed(0)
+    layer = RNN(3, 2, bidirectional=True).to("float64")
+    assert gradcheck(
+        lambda x, w: (layer(x)[0] * w).sum(), x, Tensor(np.ones(4), requires_grad=True)
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -248,8 +321,6 @@ def test_errors_name_the_layer_and_the_shapes():
         RNN(3, 4)(np.ones((0, 2, 3), np.float32))
     with pytest.raises(ValueError, match=r"GRUCell\(3, 4\).*\(batch, 3\)"):
         GRUCell(3, 4)(np.ones((2, 5), np.float32))
-    with pytest.raises(NotImplementedError, match="bidirectional"):
-        LSTM(3, 4, bidirectional=True)
     with pytest.raises(ValueError, match="nonlinearity"):
         RNN(3, 4, nonlinearity="sigmoid")
     with pytest.raises(ValueError, match="cell must be one of"):

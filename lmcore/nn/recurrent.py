@@ -7,8 +7,10 @@
 are (num_layers, B, H) and always batch-second, as in PyTorch. Layer ``k`` has
 ``weight_ih_l{k}`` (G*H, in), ``weight_hh_l{k}`` (G*H, H), ``bias_ih_l{k}`` and
 ``bias_hh_l{k}`` (G*H,) with G = 1 (RNN), 4 (LSTM: i, f, g, o) or 3 (GRU: r, z, n), all
-drawn from U(-1/sqrt(H), 1/sqrt(H)), so a (unidirectional) PyTorch state dict loads
-as is. Bidirectional layers and LSTM projections are not implemented.
+drawn from U(-1/sqrt(H), 1/sqrt(H)), so a PyTorch state dict loads as is. With
+``bidirectional=True`` each layer also has the ``*_l{k}_reverse`` weights of a second
+direction, which reads the sequence backwards; its outputs follow the first direction's
+(T, B, 2H), and states are (2 * num_layers, B, H). LSTM projections are not implemented.
 
 Example:
     >>> import numpy as np
@@ -140,39 +142,54 @@ class _RecurrentStack(_Recurrent):
         _check_sizes(input_size, hidden_size, num_layers)
         if not 0 <= dropout <= 1:
             raise ValueError(f"dropout must be a probability between 0 and 1, got {dropout}")
-        if bidirectional:
-            raise NotImplementedError(
-                f"bidirectional {type(self).__name__} is not implemented; run a second layer "
-                "over the reversed sequence (x[::-1]) and concatenate the outputs."
-            )
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
+        self.bidirectional = bool(bidirectional)
+        directions = self._directions()
         for k in range(num_layers):
-            in_features = input_size if k == 0 else hidden_size
-            self._make_parameters(f"_l{k}", in_features, bias, device, dtype)
+            in_features = input_size if k == 0 else len(directions) * hidden_size
+            for direction in directions:
+                self._make_parameters(f"_l{k}{direction}", in_features, bias, device, dtype)
         self.reset_parameters()
+
+    def _directions(self) -> tuple[str, ...]:
+        """The parameter-name suffix of each direction: PyTorch's ``""`` and ``"_reverse"``."""
+        return ("", "_reverse") if self.bidirectional else ("",)
 
     def forward(self, input, hx=None):
         """``input`` (T, B, I) (or (B, T, I) with ``batch_first``, or (T, I) unbatched) and
-        the initial state (zeros when None) → (output (T, B, H), final state), the final
-        state being h_n (num_layers, B, H), or (h_n, c_n) for an LSTM."""
+        the initial state (zeros when None) → (output (T, B, D*H), final state), the final
+        state being h_n (num_layers*D, B, H), or (h_n, c_n) for an LSTM; D is 2 when
+        ``bidirectional`` (the second direction reads the sequence backwards, and its
+        outputs are concatenated after the first's, as in PyTorch), else 1."""
         x = _as_tensor(input)
         unbatched = x.ndim == 2
         x = self._time_major(x)  # (T, B, I)
         B = x.shape[1]
-        L, H = self.num_layers, self.hidden_size
+        directions = self._directions()
+        L, D, H = self.num_layers, len(directions), self.hidden_size
         if hx is None:
-            states = tuple(self._zeros(L, B, H) for _ in range(2 if self.mode == "lstm" else 1))
+            count = 2 if self.mode == "lstm" else 1
+            states = tuple(self._zeros(L * D, B, H) for _ in range(count))
         else:
-            states = self._split_state(hx, (L, H) if unbatched else (L, B, H))
+            states = self._split_state(hx, (L * D, H) if unbatched else (L * D, B, H))
             if unbatched:
-                states = tuple(s.unsqueeze(1) for s in states)  # (L, 1, H)
+                states = tuple(s.unsqueeze(1) for s in states)  # (L*D, 1, H)
         finals = []
         for k in range(L):
             if k > 0 and self.training and self.dropout > 0:
                 x = F.dropout(x, self.dropout)
-            x, *final = self._layer(x, tuple(s[k] for s in states), f"_l{k}")
-            finals.append(final)
+            outputs = []
+            for d, direction in enumerate(directions):
+                start = tuple(s[k * D + d] for s in states)  # each (B, H)
+                if direction:  # backwards in time, then back in order
+                    out, *final = self._layer(x[::-1], start, f"_l{k}{direction}")
+                    out = out[::-1]
+                else:
+                    out, *final = self._layer(x, start, f"_l{k}")
+                outputs.append(out)  # (T, B, H)
+                finals.append(final)
+            x = outputs[0] if D == 1 else F.cat(outputs, dim=-1)  # (T, B, D*H)
         final = tuple(F.stack(list(layer_states), dim=0) for layer_states in zip(*finals))
         if unbatched:
             x, final = x.squeeze(1), tuple(s.squeeze(1) for s in final)  # (T, H), (L, H)
@@ -209,6 +226,8 @@ class _RecurrentStack(_Recurrent):
             text += ", batch_first=True"
         if self.dropout:
             text += f", dropout={self.dropout}"
+        if self.bidirectional:
+            text += ", bidirectional=True"
         return text
 
 
