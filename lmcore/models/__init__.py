@@ -7,6 +7,7 @@ Example:
 
 from lmcore.models.bert import BERT, BERTConfig
 from lmcore.models.gpt import GPT, GPTConfig
+from lmcore.models.heads import SequenceClassifier, TokenClassifier
 from lmcore.models.mlp import MLPLanguageModel
 from lmcore.models.rnn import RNNLanguageModel, detach_state
 
@@ -17,5 +18,7 @@ __all__ = [
     "GPTConfig",
     "MLPLanguageModel",
     "RNNLanguageModel",
+    "SequenceClassifier",
+    "TokenClassifier",
     "detach_state",
 ]

@@ -15,7 +15,7 @@ Example:
     146
 """
 
-from lmcore.nn import functional, init
+from lmcore.nn import freezing, functional, init
 from lmcore.nn.attention import MultiHeadAttention, RotaryEmbedding, SinusoidalPositionalEncoding
 from lmcore.nn.layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU, Tanh
 from lmcore.nn.losses import CrossEntropyLoss, MSELoss
@@ -61,6 +61,7 @@ __all__ = [
     "ReLU",
     "Sequential",
     "Tanh",
+    "freezing",
     "functional",
     "functional_call",
     "init",

@@ -161,6 +161,7 @@ def evaluate(
 class EarlyStopping:
     """Stop when the validation loss has not improved (by more than ``min_delta``) for
     ``patience`` evaluations in a row; keeps a copy of the weights of the best one.
+    With ``mode="max"`` higher is better (an accuracy or F1 from ``eval_fn``).
 
     Example:
         >>> from lmcore import nn
@@ -171,16 +172,25 @@ class EarlyStopping:
         2
     """
 
-    def __init__(self, patience: int, min_delta: float = 0.0):
+    def __init__(self, patience: int, min_delta: float = 0.0, mode: str = "min"):
         if patience < 1:
             raise ValueError(f"patience must be at least 1 evaluation, got {patience}")
-        self.patience, self.min_delta = patience, min_delta
-        self.best_loss, self.best_step, self.evaluations_without_improvement = math.inf, None, 0
+        if mode not in ("min", "max"):
+            raise ValueError(
+                f"mode is 'min' (a loss: lower is better) or 'max' (an accuracy), got {mode!r}"
+            )
+        self.patience, self.min_delta, self.mode = patience, min_delta, mode
+        self.best_loss = math.inf if mode == "min" else -math.inf  # the best value seen
+        self.best_step, self.evaluations_without_improvement = None, 0
         self.best_weights = None  # the model's state_dict at best_step
 
     def update(self, step: int, val_loss: float, model) -> bool:
         """Record an evaluation; True when training should stop."""
-        if val_loss < self.best_loss - self.min_delta:
+        if self.mode == "min":
+            better = val_loss < self.best_loss - self.min_delta
+        else:
+            better = val_loss > self.best_loss + self.min_delta
+        if better:
             self.best_loss, self.best_step = val_loss, step
             self.evaluations_without_improvement = 0
             self.best_weights = model.state_dict()
@@ -250,6 +260,9 @@ class Trainer:
         eval_fn: Callable[[], float] | None = None,
         eval_every: int = 100,
         patience: int | None = None,
+        early_stopping_mode: str = "min",
+        restore_best: bool = True,
+        callbacks: Iterable[Callable] = (),
         checkpoint: str | Path | None = None,
         checkpoint_every: int | None = None,
         resume_from: str | Path | None = None,
@@ -283,7 +296,10 @@ class Trainer:
         self.checkpoint, self.config, self.progress = checkpoint, config, progress
         self.checkpoint_every = checkpoint_every or eval_every
         self.history = History()
-        self.stopper = EarlyStopping(patience) if patience is not None else None
+        self.stopper = None
+        if patience is not None:
+            self.stopper = EarlyStopping(patience, mode=early_stopping_mode)
+        self.restore_best, self.callbacks = restore_best, list(callbacks)
         loss_fn = loss_fn or (recurrent_loss if carry_state else default_loss)
         carrier = StateCarrier(loss_fn) if carry_state else None  # the state between batches
         self.step_loss = carrier or loss_fn
@@ -300,7 +316,6 @@ class Trainer:
         self.start = load_checkpoint(resume_from, **self.saved).step if resume_from else 0
         skip = 0 if _stateful(batches) else self.start * accumulation_steps
         self.stream = _endless(batches, skip, on_new_pass=carrier.reset if carrier else None)
-        self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.last_saved = Path(resume_from) if resume_from is not None else None  # good file
         self.pending: list[tuple] = []  # (step, loss, gradient norm, lr, seconds, tokens)
         self.clock = time.perf_counter()  # elapsed times count from here (reset by run)
@@ -309,6 +324,8 @@ class Trainer:
         """One optimizer step on the next ``accumulation_steps`` batches. The loss and the
         gradient norm stay device arrays in ``pending`` until :meth:`log` reads them."""
         k = self.accumulation_steps
+        for callback in self.callbacks:
+            callback(self, step)
         self.optimizer.zero_grad()
         total, tokens = None, 0
         with self.autocast():
@@ -339,6 +356,12 @@ class Trainer:
             self.scaler.update()
         if self.scheduler is not None:
             self.scheduler.step()
+
+    @property
+    def parameters(self) -> list:
+        """The parameters that train now (``requires_grad``), those whose gradients are
+        clipped; read at every step, so freezing or unfreezing during a run counts."""
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     def autocast(self):
         """float16 copies of the weights with mixed precision, else nothing."""
@@ -423,7 +446,7 @@ class Trainer:
                 if stop:
                     break
         self.log()
-        if self.stopper is not None:
+        if self.stopper is not None and self.restore_best:
             self.stopper.restore_best(self.model)
         return history
 
@@ -448,8 +471,13 @@ def train(model, optimizer, batches: Iterable, steps: int, **options) -> History
     Every ``eval_every`` steps and at the end, the validation loss is measured, in
     evaluation mode with no graph: the mean loss over ``val_batches``, or ``eval_fn()``.
     With ``patience``, training stops after that many evaluations without a lower
-    validation loss, and the model ends with the weights of its best evaluation (also
-    when it runs all its steps).
+    validation loss (a higher value with ``early_stopping_mode="max"``, for an accuracy
+    or F1 from ``eval_fn``), and the model ends with the weights of its best evaluation,
+    also when it runs all its steps (unless ``restore_best=False``).
+
+    ``callbacks`` are called as ``callback(trainer, step)`` before each step, e.g. a
+    :class:`~lmcore.nn.freezing.GradualUnfreezing`; gradients are clipped over the
+    parameters that train at that step.
 
     With ``checkpoint`` (a path), the model, optimizer, scheduler, batch source, history,
     early-stopping state, carried recurrent state, RNG state and ``config`` are saved
