@@ -991,7 +991,9 @@ print(f"validation: {unseen_val_pairs} pairs never seen in training, so the MLE'
 assert abs(gd_train[0] - math.log(V)) < 1e-9
 assert 0 < gd_train[1000] - counted_loss < 0.02  # close to the counted loss, from above
 assert np.all(np.diff(gd_train) < 0)  # training loss falls at every step
-assert unseen_val_pairs > 0 and best_step < descent_steps and gd_val[-1] > gd_val[best_step]
+assert unseen_val_pairs > 0 and np.isfinite(gd_val).all()  # the MLE's would be infinite
+if PROFILE == "quick":  # a tenth of the plays: overfitting shows within the run
+    assert best_step < descent_steps and gd_val[-1] > gd_val[best_step]
 
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
@@ -1003,7 +1005,7 @@ ax1.legend()
 ax2.plot(gd_val, color="C1")
 ax2.plot(best_step, gd_val[best_step], "o", color="C1")
 ax2.set(xscale="symlog", xlabel="step", ylabel="validation cross-entropy (nats)",
-        title="Validation: best before the end (MLE: ∞)")  # fmt: skip
+        title="Validation (the MLE's: ∞)")  # fmt: skip
 plt.tight_layout()
 plt.show()
 
@@ -1017,10 +1019,14 @@ plt.show()
 # The right panel is the first sight of something the next chapters live with. On held-out
 # text the counted model is useless (some validation pairs were never seen, so its loss is
 # infinite), while the model stopped *part way* to the MLE still gives those pairs a little
-# probability: its validation loss reaches a minimum and then rises again as the descent
-# pushes on toward the counts (asserted). Stopping early acts like smoothing. A neural model
-# trained too long overfits in the same way, and watching a validation loss to decide when to
-# stop is exactly what chapter 3's training loop does.
+# probability, and its validation loss stays finite (asserted). On the tenth of the plays that
+# `quick` counts, the validation loss reaches a minimum and then rises again as the descent
+# pushes on toward the counts (asserted in `quick`). With all the training plays
+# (`standard`) only a few dozen validation pairs are unseen, and within these steps the
+# validation loss still falls; it turns up only much later, as the logits of those pairs sink
+# toward $-\infty$. Stopping early acts like smoothing. A neural model trained too long
+# overfits in the same way, and watching a validation loss to decide when to stop is exactly
+# what chapter 3's training loop does.
 
 # %% [markdown]
 # ## Results
@@ -1077,8 +1083,8 @@ print(
 #   stops improving while its tables keep growing. Sharing statistics between similar contexts
 #   needs learned vectors: the neural models of the next chapters.
 # - Minimizing the cross-entropy is maximizing the likelihood: a bigram table of logits trained
-#   by gradient descent walks to the counted model's training loss, and stopped early it keeps
-#   a finite validation loss where the counted model's is infinite.
+#   by gradient descent walks to the counted model's training loss, and stopped part way it
+#   keeps a finite validation loss where the counted model's is infinite.
 
 # %% [markdown]
 # ## Exercises
