@@ -2,7 +2,7 @@
 the examples themselves.
 
 * :func:`format_prompt` writes an instruction (and an optional input) into
-  :data:`PROMPT_TEMPLATE`; the response follows it.
+  ``PROMPT_TEMPLATE``; the response follows it.
 * :func:`encode_instruction` gives the (inputs, targets) pair a GPT trains on, with target
   -100 wherever the next token is still the prompt, so only the response is learned.
 * :func:`pack_examples` puts several short examples in one row of ``block_size`` tokens,
@@ -69,7 +69,7 @@ class Instruction:
 
 
 def format_prompt(instruction: str, input: str = "") -> str:
-    """The prompt of :data:`PROMPT_TEMPLATE`: instruction, the input if any, then the
+    """The prompt of ``PROMPT_TEMPLATE``: instruction, the input if any, then the
     response heading, after which the model writes.
 
     Example:

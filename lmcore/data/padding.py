@@ -2,7 +2,7 @@
 
 :func:`pad_sequences` pads token lists on the right into (B, T) with a mask that is True
 at real tokens. :class:`BucketBatches` groups examples of similar length, so little of a
-batch is padding, and yields ``(ids, labels)`` pairs for :class:`~lmcore.train.Trainer`
+batch is padding, and yields ``(ids, labels)`` pairs for :class:`~lmcore.train.loop.Trainer`
 (the model finds the padding from ``pad_token_id``; with ``with_mask=True`` it yields
 ``(ids, labels, mask)``). A label is one class per sequence, or one per token (padded
 with -100, which the loss skips).

@@ -262,7 +262,7 @@ def _tagged_words(kind: str, text: str) -> list[tuple[str, str]]:
 
 
 def tagging_passages(split: str, max_words: int = 64) -> list[TaggedPassage]:
-    """Passages of the split's plays as words with BIO tags (:data:`TAGS`): speaker names,
+    """Passages of the split's plays as words with BIO tags (``TAGS``): speaker names,
     stage directions and speech, cut at line ends into passages of at most
     ``max_words`` words (a longer single line is a passage of its own).
 

@@ -162,7 +162,7 @@ class SequenceClassifier(_Backbone):
     (B,) also the mean cross-entropy.
 
     Args:
-        backbone: a (pretrained) :class:`~lmcore.models.GPT` or :class:`~lmcore.models.BERT`,
+        backbone: a (pretrained) :class:`~lmcore.models.gpt.GPT` or :class:`~lmcore.models.bert.BERT`,
             used as it is (not copied).
         num_labels: number of classes K.
         pooling: "last", "mean" or "first" (default: "last" for a GPT, "first" for a BERT).

@@ -1,6 +1,6 @@
 """LoRA (Hu et al. 2021): a frozen weight plus a trainable low-rank update.
 
-A targeted :class:`~lmcore.nn.Linear` ``W`` (out, in) becomes
+A targeted :class:`~lmcore.nn.layers.Linear` ``W`` (out, in) becomes
 ``y = x W^T + b + (alpha / r) * dropout(x) A^T B^T`` with ``A`` (r, in) and ``B`` (out, r).
 ``A`` starts as a Linear weight does (Kaiming-uniform, as in Hugging Face PEFT) and ``B``
 at zero, so the wrapped model starts exactly equal to the base model. :meth:`LoraLinear.merge`
@@ -10,7 +10,7 @@ takes it out again.
 Names follow PEFT: the wrapped layer keeps the original as ``base_layer`` and adds
 ``lora_A`` and ``lora_B`` (Linear layers without bias), so an adapter file holds
 ``base_model.model.<module path>.lora_A.weight`` (r, in) and ``...lora_B.weight`` (out, r)
-for both libraries (see :func:`save_adapter`).
+for both libraries (see :meth:`lmcore.peft.model.PeftModel.save_pretrained`).
 
 Example:
     >>> import numpy as np

@@ -484,9 +484,9 @@ class PromptTuningModel(PeftModel):
 
 
 def get_peft_model(model: Module, peft_config, _names: list[str] | None = None) -> PeftModel:
-    """Wrap ``model`` for the method of ``peft_config`` (:class:`~lmcore.peft.LoraConfig`,
-    :class:`~lmcore.peft.AdapterConfig`, :class:`~lmcore.peft.PromptTuningConfig`,
-    :class:`~lmcore.peft.BitFitConfig`): the base parameters are frozen, the new ones
+    """Wrap ``model`` for the method of ``peft_config`` (:class:`~lmcore.peft.lora.LoraConfig`,
+    :class:`~lmcore.peft.adapters.AdapterConfig`, :class:`~lmcore.peft.adapters.PromptTuningConfig`,
+    :class:`~lmcore.peft.adapters.BitFitConfig`): the base parameters are frozen, the new ones
     train, and a task head (``score``/``classifier`` of :mod:`lmcore.models.heads`) trains
     too. The model's weights are shared, not copied: it is changed in place.
 
