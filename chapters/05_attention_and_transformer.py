@@ -928,6 +928,53 @@ fig.tight_layout()
 # FlashAttention-style kernels (chapter 8) attack in memory, and what limits the context of
 # every Transformer.
 #
+# ### Recurrence, convolution and attention: the cost table
+#
+# The original Transformer paper {cite}`vaswani2017` compares three ways to mix information
+# across positions, for a sequence of length $n$ and width $d$ (a convolution with kernel
+# width $k$):
+#
+# | layer type | operations per layer | sequential steps | longest path between positions |
+# |---|---|---|---|
+# | self-attention | $O(n^2 d)$ | $O(1)$ | $O(1)$ |
+# | recurrent | $O(n d^2)$ | $O(n)$ | $O(n)$ |
+# | convolutional | $O(k\, n\, d^2)$ | $O(1)$ | $O(\log_k n)$ (dilated) |
+#
+# The first column is what the timings above measure; the second is why a GPU favours
+# attention (all positions at once against $n$ steps in order); the third is what the recall
+# task of the previous section measured, since a gradient that crosses $n$ recurrent steps
+# has $n$ chances to vanish and one that crosses an attention layer has one. (`lmcore` has no
+# convolutional layer; the row is the paper's.) The first column predicts more than a trend:
+# per token, attention adds work in proportion to $n$, so the ratio of the GPT's cost to the
+# LSTM's should grow with the context as the counted FLOPs say. The counts for the two
+# models timed above are $6N + 12 L C T$ per token for the GPT
+# (`lmcore.train.gpt_flops_per_token`, the last term being attention's scores and weighted
+# sums) and $6N$ for the LSTM, $N$ the weights a token passes through:
+
+# %%
+lstm_weights = sum(
+    p.size for name, p in models["LSTM"][0].named_parameters() if "embedding" not in name
+)
+flop_ratio = []
+for T_ in contexts:
+    gpt_T = GPT(GPTConfig(vocab_size=V, **{**shakespeare_shape, "block_size": T_}), device="cpu")
+    flop_ratio.append(train.gpt_flops_per_token(gpt_T, T_) / (6 * lstm_weights))
+time_ratio = [g[0] / l_[0] for g, l_ in zip(costs["GPT"], costs["LSTM"])]
+print(f"{'T':>5s} {'FLOPs GPT / LSTM':>17s} {'time GPT / LSTM (this run)':>27s}")
+for T_, f_, t_ in zip(contexts, flop_ratio, time_ratio):
+    print(f"{T_:5d} {f_:17.2f} {t_:27.2f}")
+assert np.all(np.diff(flop_ratio) > 0)  # attention's term grows with T
+if PROFILE != "quick":  # the measured ratio follows the counted one up
+    assert time_ratio[-1] > time_ratio[0]
+
+# %% [markdown]
+# The counted ratio grows with the context at every step (asserted), and so does the
+# measured one between the shortest and the longest context in `standard` (asserted there;
+# at `quick`'s tiny steps fixed overheads blur it). The two columns need not agree in size:
+# FLOPs ignore what the CPU does besides arithmetic, and an LSTM step is many small matrix
+# products that run far from the machine's peak, while the GPT's are few and large. That is
+# the second column of the table at work even on a CPU.
+#
 # ## Results
 #
 # The numbers of this chapter's two profiles on the 2-core machine of the book (a shared
