@@ -5,6 +5,8 @@ Example:
     $ lmcore train char_gpt.toml --profile quick --out runs/char
     $ lmcore train char_gpt.toml --profile quick --out runs/char --resume
     $ lmcore sample runs/char --prompt "ROMEO:" --max-new-tokens 200 --top-k 40 --seed 0
+    $ lmcore chat --temperature 0.7 --top-p 0.9 --seed 0
+    $ echo "What is the capital of France?" | lmcore chat --temperature 0
     $ lmcore bench tokenizer
     $ lmcore bench all --quick
     $ lmcore bench gpu --write results.json
@@ -118,6 +120,82 @@ def _sample(args) -> int:
     return 0
 
 
+def _chat(args) -> int:
+    """Chat with SmolLM2-135M-Instruct (or another Llama GGUF file): one user turn a line
+    of stdin, the answer streamed as it is generated; the conversation is kept and its
+    oldest turns dropped when it would not fit the context."""
+    from lmcore import manual_seed
+    from lmcore.generate import stream
+    from lmcore.gguf import GGUFReader
+    from lmcore.models.llama import Llama, LlamaConfig, smollm2_path
+    from lmcore.tokenizers.gguf_bpe import GGUFBPETokenizer, apply_chat_template
+
+    path = Path(args.model) if args.model else smollm2_path()
+    reader = GGUFReader(path)
+    tokenizer = GGUFBPETokenizer.from_gguf_metadata(reader.metadata)
+    block_size = LlamaConfig.from_gguf_metadata(reader.metadata).block_size
+    reader.close()
+    model = None  # loaded at the first message that fits
+    if args.seed is not None:
+        manual_seed(args.seed)
+    system = [{"role": "system", "content": args.system}] if args.system else []
+    history: list[dict] = []
+    interactive = sys.stdin.isatty()
+    limit = min(args.context or block_size, block_size)
+    while True:
+        if interactive:
+            sys.stdout.write("> ")
+            sys.stdout.flush()
+        line = sys.stdin.readline()
+        if not line:
+            break
+        if not line.strip():
+            continue
+        history.append({"role": "user", "content": line.rstrip("\n")})
+        ids = tokenizer.encode(apply_chat_template(system + history), allowed_special="all")
+        while len(ids) + args.max_new_tokens > limit and len(history) > 1:
+            history = history[2:] if len(history) > 2 else history[1:]  # the oldest turn
+            ids = tokenizer.encode(apply_chat_template(system + history), allowed_special="all")
+        if len(ids) + args.max_new_tokens > limit:
+            raise ValueError(
+                f"the message takes {len(ids)} tokens; with --max-new-tokens "
+                f"{args.max_new_tokens} that exceeds the context of {limit}"
+            )
+        if model is None:
+            model = Llama.from_gguf(path)
+            if args.int8:
+                from lmcore.nn.quantized import quantize_model
+
+                quantize_model(model, bits=8)
+        xp = backend.xp()
+        steps = stream(
+            model,
+            xp.asarray([ids], dtype=xp.int64),
+            args.max_new_tokens,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            repetition_penalty=args.repetition_penalty,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        new: list[int] = []
+        shown = ""
+        for token in steps:  # (1,)
+            if int(token[0]) == tokenizer.eos_token_id:
+                break
+            new.append(int(token[0]))
+            text = tokenizer.decode(new)
+            if not text.endswith("\ufffd"):  # a character whose bytes are not all out yet
+                sys.stdout.write(text[len(shown) :])
+                sys.stdout.flush()
+                shown = text
+        answer = tokenizer.decode(new)
+        sys.stdout.write(answer[len(shown) :] + "\n")
+        sys.stdout.flush()
+        history.append({"role": "assistant", "content": answer})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lmcore", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,8 +228,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     sample.add_argument("--seed", type=int, help="fix the draws")
     sample.set_defaults(fn=_sample)
+    chat = sub.add_parser("chat", help="chat with SmolLM2-135M-Instruct (one turn a line of stdin)")
+    chat.add_argument("--model", metavar="GGUF", help="a Llama GGUF file (default: SmolLM2's)")
+    chat.add_argument("--system", help="a system prompt (default: the model's own)")
+    chat.add_argument("--max-new-tokens", type=int, default=256)
+    chat.add_argument("--temperature", type=float, default=0.7, help="0: always the likeliest")
+    chat.add_argument("--top-k", type=int, help="sample among the k likeliest tokens")
+    chat.add_argument("--top-p", type=float, default=0.9, help="sample among tokens holding p")
+    chat.add_argument(
+        "--repetition-penalty", type=float, default=1.1, help="above 1: fewer repeated tokens"
+    )
+    chat.add_argument("--seed", type=int, help="fix the draws")
+    chat.add_argument("--context", type=int, help="tokens of history kept (default: the model's)")
+    chat.add_argument("--int8", action="store_true", help="int8 weights (quantize_model)")
+    chat.set_defaults(fn=_chat)
     args = parser.parse_args(argv)
-    if args.command not in ("train", "sample"):
+    if args.command not in ("train", "sample", "chat"):
         return args.fn(args)
     try:
         return args.fn(args)

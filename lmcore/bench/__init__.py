@@ -15,4 +15,5 @@ BENCHMARKS = {
     "gpt": "lmcore.bench.gpt",
     "kvcache": "lmcore.bench.kvcache",
     "gpu": "lmcore.bench.gpu",
+    "llm": "lmcore.bench.llm",
 }

@@ -8,6 +8,7 @@ Example:
 from lmcore.models.bert import BERT, BERTConfig
 from lmcore.models.gpt import GPT, GPTConfig
 from lmcore.models.heads import SequenceClassifier, TokenClassifier
+from lmcore.models.llama import Llama, LlamaConfig
 from lmcore.models.mlp import MLPLanguageModel
 from lmcore.models.rnn import RNNLanguageModel, detach_state
 
@@ -16,6 +17,8 @@ __all__ = [
     "BERTConfig",
     "GPT",
     "GPTConfig",
+    "Llama",
+    "LlamaConfig",
     "MLPLanguageModel",
     "RNNLanguageModel",
     "SequenceClassifier",

@@ -14,6 +14,7 @@ Example:
 from lmcore.tokenizers.base import Tokenizer, load
 from lmcore.tokenizers.bpe import BPETokenizer
 from lmcore.tokenizers.char import CharTokenizer
+from lmcore.tokenizers.gguf_bpe import GGUFBPETokenizer
 from lmcore.tokenizers.gpt2 import bytes_to_unicode, gpt2, load_gpt2
 from lmcore.tokenizers.pretokenize import GPT2_PATTERN
 from lmcore.tokenizers.word import WORD_PATTERN, WordTokenizer
@@ -21,6 +22,7 @@ from lmcore.tokenizers.word import WORD_PATTERN, WordTokenizer
 __all__ = [
     "BPETokenizer",
     "CharTokenizer",
+    "GGUFBPETokenizer",
     "GPT2_PATTERN",
     "WORD_PATTERN",
     "WordTokenizer",
