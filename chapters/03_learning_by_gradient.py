@@ -271,6 +271,25 @@ show(autograd._topological_order)
 show(autograd.run_backward, between=("pending: dict", ".release()"))
 
 # %% [markdown]
+# A leaf's `.grad` is a `Tensor` holding its gradient, of the leaf's shape and dtype, as in
+# PyTorch; it wraps the summed array without copying it, so what you do to it in place, the
+# optimizer sees. Gradients add up across backward passes, which is what accumulating several
+# micro-batches wants and what a hand-written training loop must undo: it updates the weights
+# under `no_grad()`, so that the update itself records no graph, and then clears the
+# gradient with `p.grad.zero_()` (or drops it with `p.grad = None`, as `zero_grad()` does):
+
+# %%
+w = Tensor([1.0, -2.0], requires_grad=True)
+for step in range(2):
+    (w * w).sum().backward()  # d/dw of w . w is 2w
+    print(f"step {step}: w.grad = {w.grad}")
+    with lmcore.no_grad():
+        w -= 0.25 * w.grad  # w <- w - lr * 2w: halves w
+        w.grad.zero_()
+print("w =", w)
+assert np.allclose(w, [0.25, -0.5]) and not w.grad.numpy().any()
+
+# %% [markdown]
 # ## Broadcasting, and the gradients it needs
 #
 # Array code leans on **broadcasting**: adding a bias vector of shape (D,) to a batch of shape
@@ -292,7 +311,7 @@ x = Tensor(rng.standard_normal((4, 3)), requires_grad=True)
 bias = Tensor(rng.standard_normal(3), requires_grad=True)
 weights = rng.standard_normal((4, 3))  # a fixed upstream gradient dL/dy
 ((x + bias) * weights).sum().backward()
-print("bias.grad          =", bias.grad.round(4))
+print("bias.grad          =", bias.grad.numpy().round(4))
 print("weights.sum(axis=0) =", weights.sum(axis=0).round(4))
 assert bias.grad.shape == (3,) and np.allclose(bias.grad, weights.sum(axis=0))
 
@@ -644,7 +663,7 @@ def signal_statistics(init, activation, seed=0):
         taps.append(tap)
         activations.append(h.numpy())
     (h * Tensor(g.standard_normal(h.shape).astype(np.float32))).sum().backward()
-    return activations, [float(t.grad.std()) for t in taps]
+    return activations, [float(t.grad.numpy().std()) for t in taps]
 
 
 inits = {
@@ -1407,8 +1426,8 @@ hidden = net.hidden(looked_up.reshape(32, -1)).tanh()
 F.cross_entropy(net.output(hidden), yb).backward()
 _, loss = net(xb, yb)
 loss.backward()
-row_grads = lmcore.backend.to_device(net.embedding.weight.grad, "cpu")  # (V, 8)
-xb, occurrence_grads = (lmcore.backend.to_device(a, "cpu") for a in (xb, looked_up.grad))
+row_grads = net.embedding.weight.grad.numpy()  # (V, 8), on the CPU
+xb, occurrence_grads = lmcore.backend.to_device(xb, "cpu"), looked_up.grad.numpy()
 by_hand = np.zeros_like(row_grads)
 np.add.at(by_hand, xb.reshape(-1), occurrence_grads.reshape(-1, 8))  # sum over occurrences
 absent = np.setdiff1d(np.arange(V), xb)

@@ -524,7 +524,7 @@ xt = Tensor(x64, requires_grad=True)
 (F.gelu(xt) * Tensor(upstream)).sum().backward()
 errors = {
     "gelu": np.abs(F.gelu(Tensor(x64)).numpy() - reference.gelu(x64)).max(),
-    "gelu_backward": np.abs(xt.grad - reference.gelu_backward(x64, upstream)).max(),
+    "gelu_backward": np.abs(xt.grad.numpy() - reference.gelu_backward(x64, upstream)).max(),
 }
 print({k: f"{v:.1e}" for k, v in errors.items()})
 assert max(errors.values()) < 1e-12
@@ -623,7 +623,9 @@ st = Tensor(s64, requires_grad=True)
 (F.softmax(st, dim=-1) * Tensor(upstream)).sum().backward()
 y_ref = reference.softmax(s64)
 errors["softmax"] = np.abs(F.softmax(Tensor(s64), dim=-1).numpy() - y_ref).max()
-errors["softmax_backward"] = np.abs(st.grad - reference.softmax_backward(y_ref, upstream)).max()
+errors["softmax_backward"] = np.abs(
+    st.grad.numpy() - reference.softmax_backward(y_ref, upstream)
+).max()
 print({k: f"{errors[k]:.1e}" for k in ("softmax", "softmax_backward")})
 assert max(errors["softmax"], errors["softmax_backward"]) < 1e-12
 
@@ -852,7 +854,7 @@ errors["layer_norm"] = np.abs(
     - reference.layer_norm(x64, w64, b64)[0]
 ).max()
 errors["layer_norm_backward"] = max(
-    np.abs(xt.grad - dx_ref).max(), np.abs(wt.grad - dw_ref).max(), np.abs(bt.grad - db_ref).max()
+    np.abs(t.grad.numpy() - r).max() for t, r in zip((xt, wt, bt), (dx_ref, dw_ref, db_ref))
 )
 print({k: f"{errors[k]:.1e}" for k in ("layer_norm", "layer_norm_backward")})
 assert max(errors["layer_norm"], errors["layer_norm_backward"]) < 1e-11
@@ -957,7 +959,9 @@ for smoothing in (0.0, 0.1):
     ref_loss = reference.cross_entropy(logits64, targets, smoothing=smoothing).sum()
     ref_grad = reference.cross_entropy_backward(logits64, targets, 1.0, smoothing=smoothing)
     errors[f"cross_entropy (smoothing {smoothing})"] = abs(loss.item() - ref_loss) / ref_loss
-    errors[f"cross_entropy_backward (smoothing {smoothing})"] = np.abs(lt.grad - ref_grad).max()
+    errors[f"cross_entropy_backward (smoothing {smoothing})"] = np.abs(
+        lt.grad.numpy() - ref_grad
+    ).max()
 print({k: f"{v:.1e}" for k, v in errors.items() if k.startswith("cross")})
 assert max(v for k, v in errors.items() if k.startswith("cross")) < 1e-12
 
@@ -1233,7 +1237,7 @@ out = scaled_dot_product_attention(qt, kt, vt, causal=True)
 errors["attention"] = np.abs(out.numpy() - reference.attention(q4, k4, v4)[0]).max()
 grads_ref = reference.attention_backward(q4, k4, v4, g4)
 errors["attention_backward"] = max(
-    np.abs(t.grad - r).max() for t, r in zip((qt, kt, vt), grads_ref)
+    np.abs(t.grad.numpy() - r).max() for t, r in zip((qt, kt, vt), grads_ref)
 )
 print({k: f"{errors[k]:.1e}" for k in ("attention", "attention_backward")})
 assert max(errors["attention"], errors["attention_backward"]) < 1e-12
@@ -1654,7 +1658,7 @@ model = GPT(GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=
 batch = rng.integers(0, 65, (8, 64))
 _, loss = model(batch, batch)
 loss.backward()
-grads = np.concatenate([p.grad.ravel() for p in model.parameters()])
+grads = np.concatenate([p.grad.numpy().ravel() for p in model.parameters()])
 grads = grads[grads != 0]
 
 

@@ -9,7 +9,7 @@ Example:
     >>> x = lmcore.Tensor([1.0, 2.0, 3.0], requires_grad=True)
     >>> (x * x).sum().backward()
     >>> x.grad
-    array([2., 4., 6.], dtype=float32)
+    tensor([2., 4., 6.], dtype=float32)
 """
 
 import importlib

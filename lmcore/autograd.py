@@ -12,10 +12,10 @@ Three pieces, small enough to hold in your head:
   graphs never hit Python's recursion limit), calls each ``backward`` once, and
   adds gradients into the ``.grad`` of the leaf tensors.
 
-``.grad`` is a plain array (NumPy or CuPy) of the tensor's shape and dtype, or
-``None`` before any backward pass. Gradients add up across backward calls; set
-``.grad = None`` to start again. Only leaves (tensors made by you, not by an
-operation) keep their gradient.
+``.grad`` is a Tensor of the tensor's shape and dtype, as in PyTorch, or ``None``
+before any backward pass. Gradients add up across backward calls; set
+``.grad = None`` (or call ``.grad.zero_()``) to start again. Only leaves (tensors
+made by you, not by an operation) keep their gradient.
 
 Example:
     >>> import numpy as np
@@ -23,7 +23,9 @@ Example:
     >>> y = (x * x).sum()
     >>> y.backward()
     >>> x.grad
-    array([2., 4., 6.])
+    tensor([2., 4., 6.])
+    >>> x.grad.zero_()
+    tensor([0., 0., 0.])
 """
 
 from __future__ import annotations
@@ -171,7 +173,7 @@ class Function:
         >>> x = Tensor([3.0], requires_grad=True)
         >>> Square()(x).backward(np.ones(1, np.float32))
         >>> x.grad
-        array([6.], dtype=float32)
+        tensor([6.], dtype=float32)
     """
 
     inputs: tuple[Tensor, ...] | None
@@ -230,7 +232,8 @@ class Tensor:
     """
 
     __slots__ = (
-        "data", "grad", "requires_grad", "creator", "output_index", "_version", "__weakref__",
+        "data", "_grad", "_grad_tensor", "requires_grad", "creator", "output_index", "_version",
+        "__weakref__",
     )  # fmt: skip
     __array_ufunc__ = None  # ndarray <op> Tensor defers to Tensor's reflected operators
     __hash__ = object.__hash__  # __eq__ is element-wise; hash by identity
@@ -243,7 +246,8 @@ class Tensor:
                 "pass dtype='float32' (or float64)."
             )
         self.data = data
-        self.grad = None
+        self._grad = None  # the gradient array; .grad wraps it in a Tensor
+        self._grad_tensor = None
         self.requires_grad = requires_grad
         self.creator = None
         self.output_index = 0
@@ -254,12 +258,62 @@ class Tensor:
         """Fast constructor used by operations (no conversion, no checks)."""
         t = object.__new__(cls)
         t.data = _as_ndarray(data)
-        t.grad = None
+        t._grad = None
+        t._grad_tensor = None
         t.requires_grad = creator is not None
         t.creator = creator
         t.output_index = output_index
         t._version = 0
         return t
+
+    # -- the gradient -----------------------------------------------------------
+    @property
+    def grad(self) -> Tensor | None:
+        """The gradient, a Tensor (no history) sharing its memory with the gradient that
+        backward() fills and optimizers read, or None; in-place changes to it stick.
+
+        Example:
+            >>> w = Tensor([1.0, 2.0], requires_grad=True)
+            >>> (w * w).sum().backward()
+            >>> w.grad.mul_(0.5) is w.grad
+            True
+            >>> w.grad
+            tensor([1., 2.], dtype=float32)
+        """
+        array = self._grad
+        if array is None:
+            return None
+        wrapper = self._grad_tensor
+        if wrapper is None or wrapper.data is not array:
+            wrapper = self._grad_tensor = Tensor._make(array, None, 0)
+        return wrapper
+
+    @grad.setter
+    def grad(self, value) -> None:
+        if value is None:
+            self._grad = self._grad_tensor = None
+            return
+        array = value.data if isinstance(value, Tensor) else _as_ndarray(value)
+        if not (isinstance(array, np.ndarray) or hasattr(array, "__cuda_array_interface__")):
+            raise TypeError(
+                f"assigned grad must be a Tensor, an array or None, got {type(value).__name__}"
+            )
+        if array.shape != self.data.shape:
+            raise RuntimeError(
+                f"assigned grad has data of a different size: grad shape {array.shape}, "
+                f"tensor shape {self.data.shape}"
+            )
+        if array.dtype != self.data.dtype:
+            raise RuntimeError(
+                f"assigned grad has data of a different type: grad dtype {array.dtype}, "
+                f"tensor dtype {self.data.dtype}"
+            )
+        if backend.device_of(array) != self.device:
+            raise RuntimeError(
+                f"assigned grad is on {backend.device_of(array)}, the tensor on {self.device}"
+            )
+        self._grad = array
+        self._grad_tensor = value if isinstance(value, Tensor) and not value.requires_grad else None
 
     # -- array-like attributes ---------------------------------------------
     @property
@@ -304,7 +358,7 @@ class Tensor:
         return len(self.data)
 
     def __repr__(self) -> str:
-        body = repr(_to_numpy(self.data)).replace("array(", "tensor(", 1)
+        body = "tensor" + repr(_to_numpy(self.data))[5:].replace("\n      ", "\n       ")
         extra = ", requires_grad=True" if self.requires_grad else ""
         if self.device != "cpu":
             extra += ", device='cuda'"
@@ -321,6 +375,21 @@ class Tensor:
     def numpy(self) -> np.ndarray:
         """The data as a NumPy array (copied from the GPU when on CUDA; never part of a graph)."""
         return _to_numpy(self.data)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """The data as a NumPy array, so ``np.allclose(t, expected)`` works; like PyTorch
+        and CuPy, a tensor on the GPU refuses: call ``.numpy()`` to copy it over.
+
+        Example:
+            >>> np.asarray(Tensor([1.0, 2.0]))
+            array([1., 2.], dtype=float32)
+        """
+        if self.device != "cpu":
+            raise TypeError(
+                f"a tensor on {self.device} does not convert to NumPy implicitly; call "
+                ".numpy() (copies it to the host) or .to('cpu') first."
+            )
+        return np.array(self.data, dtype=dtype, copy=copy)
 
     def tolist(self):
         return self.data.tolist()
@@ -564,8 +633,9 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
     The first gradient to arrive is kept as is (it may be shared, e.g. the two
     inputs of an addition get the same array); a second one makes a fresh sum,
     which later arrivals update in place. At the end each leaf's gradient is
-    added into ``leaf.grad``, which always owns its memory (never a view, never
-    shared with another tensor), so ``.grad`` can safely be updated in place.
+    added into the leaf's gradient array (``leaf._grad``, which ``leaf.grad`` wraps),
+    which always owns its memory (never a view, never shared with another tensor), so
+    ``.grad`` can safely be updated in place.
     """
     if not memory.configured and backend.device_of(grad) == "cpu":
         memory.keep_freed_memory()  # from the first backward pass on NumPy arrays
@@ -609,13 +679,13 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
 
     stored: set[int] = set()
     for leaf, g in pending.items():
-        if leaf.grad is not None:
-            leaf.grad += g
+        if leaf._grad is not None:
+            leaf._grad += g
             continue
         if leaf not in owned and (g.base is not None or id(g) in stored):
             g = g.copy()
         stored.add(id(g))
-        leaf.grad = g
+        leaf._grad = g
 
 
 def _check_versions(function: Function) -> None:

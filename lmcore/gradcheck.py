@@ -56,7 +56,7 @@ def gradcheck(
 
     for i in checked:
         x = inputs[i]
-        analytic = _to_numpy(x.grad) if x.grad is not None else np.zeros(x.shape)
+        analytic = _to_numpy(x._grad) if x._grad is not None else np.zeros(x.shape)
         numeric = np.zeros(x.shape)
         flat = x.data.reshape(-1)  # a view: writing to it perturbs x
         for k in range(flat.size):

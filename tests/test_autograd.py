@@ -95,7 +95,7 @@ def test_leaf_gradients_own_their_memory():
     np.testing.assert_array_equal(b.grad, [1.0, 1.0])
     c = leaf(1.0, 2.0, 3.0)
     c.reshape(3, 1).sum().backward()  # the reshaped gradient is a view...
-    assert c.grad.base is None  # ...but .grad is not
+    assert c.grad.data.base is None  # ...but .grad is not
 
 
 def test_explicit_gradient_for_non_scalar_outputs():
@@ -252,7 +252,10 @@ def test_device_mismatch_on_a_real_gpu():
     with pytest.raises(TypeError, match="cpu .* cuda"):
         a + b
     (a.to("cuda") * b).sum().backward()
-    assert isinstance(b.grad, cp.ndarray)
+    assert isinstance(b.grad, Tensor) and isinstance(b.grad.data, cp.ndarray)
+    with pytest.raises(TypeError, match=r"\.numpy\(\)"):
+        np.asarray(b.grad)  # as in PyTorch and CuPy: no implicit copy from the GPU
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])
     c = leaf(1.0, 2.0)
     (c.cuda() * 2).cpu().sum().backward()
     np.testing.assert_array_equal(c.grad, [2.0, 2.0])

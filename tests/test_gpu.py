@@ -19,7 +19,7 @@ def step(model, idx, targets):
     out = model(idx, targets=targets)
     loss = out[1]
     loss.backward()
-    grads = {n: backend.to_device(p.grad, "cpu") for n, p in model.named_parameters()}
+    grads = {n: p.grad.numpy() for n, p in model.named_parameters()}
     return float(loss.item()), grads
 
 

@@ -105,9 +105,10 @@ def test_the_scaler_refuses_misuse_as_pytorchs_does():
     scaler.update()
     with pytest.raises(RuntimeError, match="No inf checks"):
         scaler.update()
-    w.grad = np.ones(2, np.float16)
+    w16 = Parameter(np.ones(2, np.float16))  # a float16 model, as after model.half()
+    w16.grad = np.ones(2, np.float16)
     with pytest.raises(ValueError, match="FP16 gradients"):
-        scaler.unscale_(optimizer)
+        scaler.unscale_(optim.SGD([w16], lr=0.1))
     with pytest.raises(RuntimeError, match="empty"):
         GradScaler().load_state_dict(GradScaler(enabled=False).state_dict())
 
@@ -149,7 +150,7 @@ def test_cross_entropy_of_float16_logits_sums_in_float32_and_returns_a_float32_l
     xr = Tensor(wide, requires_grad=True)
     F.cross_entropy(xr, targets).backward()
     # float16's rounding, and its spacing of 6e-8 among the tiny (subnormal) gradients
-    np.testing.assert_allclose(x.grad.astype(np.float64), xr.grad, rtol=1e-3, atol=6e-8)
+    np.testing.assert_allclose(x.grad.numpy().astype(np.float64), xr.grad, rtol=1e-3, atol=6e-8)
 
 
 def test_layer_norm_of_float16_sums_in_float32():
@@ -169,8 +170,8 @@ def test_layer_norm_of_float16_sums_in_float32():
     y64.backward(upstream.astype(np.float16).astype(np.float64))
     for a, b in zip(inputs16, inputs64):
         assert a.grad.dtype == np.float16
-        scale = np.abs(b.grad).max()
-        assert np.abs(a.grad.astype(np.float64) - b.grad).max() < 2e-3 * scale
+        scale = np.abs(b.grad.numpy()).max()
+        assert np.abs(a.grad.numpy().astype(np.float64) - b.grad.numpy()).max() < 2e-3 * scale
 
 
 @pytest.mark.parametrize("op", [F.softmax, F.log_softmax])
@@ -194,7 +195,7 @@ def test_attention_in_float16_matches_float64():
     out64.sum().backward()
     for a, b in zip(half, wide):
         assert a.grad.dtype == np.float16
-        np.testing.assert_allclose(a.grad.astype(np.float64), b.grad, atol=2e-2)
+        np.testing.assert_allclose(a.grad.numpy().astype(np.float64), b.grad, atol=2e-2)
 
 
 # -- float16 copies of float32 weights ---------------------------------------------------------
@@ -221,13 +222,13 @@ def test_autocast_computes_in_float16_and_sums_gradients_in_float32():
             pass
     for name, p in model.named_parameters():
         assert p.data is masters[name] and p.grad.dtype == np.float32
-    half_grads = {name: p.grad for name, p in model.named_parameters()}
+    half_grads = {name: p.grad.numpy() for name, p in model.named_parameters()}
     model.zero_grad()
     _, loss = model(idx, idx)  # the same gradient in float32, from the whole batch
     loss.backward()
     for name, p in model.named_parameters():
-        scale = np.abs(p.grad).max() + 1e-6
-        assert np.abs(half_grads[name] - p.grad).max() < 0.02 * scale, name
+        scale = np.abs(p.grad.numpy()).max() + 1e-6
+        assert np.abs(half_grads[name] - p.grad.numpy()).max() < 0.02 * scale, name
 
 
 def test_a_float16_model_is_refused_as_master_weights():

@@ -207,7 +207,7 @@ def test_zero_grad_requires_grad_and_apply():
     model(rand(4, 3, dtype=np.float32)).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
     model.zero_grad(set_to_none=False)
-    assert all(not p.grad.any() for p in model.parameters())
+    assert all(not p.grad.numpy().any() for p in model.parameters())
     model.zero_grad()
     assert all(p.grad is None for p in model.parameters())
 

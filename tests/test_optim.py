@@ -378,4 +378,4 @@ def test_updates_and_clipping_on_the_gpu():
     param.grad = cp.asarray([3.0, 4.0], dtype=cp.float64)
     norm = optim.clip_grad_norm_([param], max_norm=1.0)
     assert norm.device == "cuda" and norm.item() == pytest.approx(5.0)
-    np.testing.assert_allclose(param.grad.get(), [0.6, 0.8], rtol=1e-6)
+    np.testing.assert_allclose(param.grad.numpy(), [0.6, 0.8], rtol=1e-6)

@@ -648,10 +648,10 @@ def test_exact_gelu_gradient():
     np.testing.assert_allclose(x.grad, slope, rtol=1e-13, atol=1e-15)
     scalar = Tensor(np.array(0.3), requires_grad=True)
     F.gelu(scalar, approximate="none").backward()
-    assert isinstance(scalar.grad, np.ndarray) and scalar.grad.shape == ()
+    assert isinstance(scalar.grad.data, np.ndarray) and scalar.grad.shape == ()
     x32 = Tensor(np.linspace(-5, 5, 11, dtype=np.float32), requires_grad=True)
     F.gelu(x32, approximate="none").sum().backward()
-    assert x32.grad.dtype == np.float32 and np.isfinite(x32.grad).all()
+    assert x32.grad.dtype == np.float32 and np.isfinite(x32.grad.numpy()).all()
 
 
 def test_gelu_forms_and_defaults():
@@ -699,7 +699,7 @@ def test_exact_gelu_on_the_gpu_matches_the_cpu():
             F.gelu(on_cpu, approximate="none").numpy(),
             rtol=1e-6 if dtype == np.float32 else 1e-14,
         )
-        np.testing.assert_allclose(on_gpu.grad.get(), on_cpu.grad, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(on_gpu.grad.numpy(), on_cpu.grad, rtol=1e-5, atol=1e-6)
 
 
 # -- optimizers -------------------------------------------------------------------------

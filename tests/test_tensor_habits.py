@@ -1,6 +1,6 @@
 """PyTorch habits on lmcore's Tensor: in-place updates where they are safe and a clear
-error where they would corrupt a gradient, PyTorch's size()/numel()/clone(), and the
-tensor factories (float32 on the active device by default)."""
+error where they would corrupt a gradient, ``.grad`` as a Tensor, PyTorch's
+size()/numel()/clone(), and the tensor factories (float32 on the active device by default)."""
 
 import numpy as np
 import pytest
@@ -63,6 +63,131 @@ def test_in_place_methods():
     assert t.tolist() == [0.0, 0.0, 0.0]
     t *= 3.5  # a Python number never changes the dtype
     assert t.dtype == np.float32
+
+
+# -- .grad is a Tensor -------------------------------------------------------------------
+
+
+def square_sum_grad(values, dtype=np.float32):
+    """A parameter whose gradient is 2 * values."""
+    p = nn.Parameter(np.array(values, dtype))
+    (p * p).sum().backward()
+    return p
+
+
+def test_grad_is_a_tensor_of_the_parameters_shape_and_dtype():
+    p = square_sum_grad([[1.0, 2.0], [3.0, 4.0]], np.float64)
+    assert isinstance(p.grad, Tensor)
+    assert p.grad.shape == (2, 2) and p.grad.dtype == np.float64 and p.grad.device == "cpu"
+    assert not p.grad.requires_grad and p.grad.is_leaf
+    assert p.grad.data is p._grad  # a wrapper, not a copy
+    assert p.grad[1, 0].item() == 6.0
+    np.testing.assert_array_equal(p.grad.numpy(), [[2.0, 4.0], [6.0, 8.0]])
+    assert nn.Parameter(np.ones(2, np.float32)).grad is None
+
+
+def test_grad_keeps_its_identity_while_the_gradient_array_is_the_same():
+    p = square_sum_grad([1.0, 2.0])
+    g = p.grad
+    assert p.grad is g
+    (p * p).sum().backward()  # accumulates into the same array
+    assert p.grad is g
+    np.testing.assert_array_equal(g.numpy(), [4.0, 8.0])
+    p.grad = None
+    assert p.grad is None
+    (p * 3).sum().backward()  # a new array: a new wrapper, which then stays
+    assert p.grad is not g and p.grad is p.grad
+
+
+def test_grad_zero_clears_the_gradient_in_place():
+    p = square_sum_grad([1.0, 2.0, 3.0])
+    array = p._grad
+    p.grad.zero_()
+    assert p._grad is array
+    np.testing.assert_array_equal(array, 0)
+    (p * p).sum().backward()
+    np.testing.assert_array_equal(p.grad.numpy(), [2.0, 4.0, 6.0])  # added onto the zeros
+
+
+def test_in_place_changes_of_grad_reach_the_parameters_gradient():
+    p = square_sum_grad([1.0, 2.0])  # gradient [2, 4]
+    p.grad.mul_(0.5)
+    np.testing.assert_array_equal(p._grad, [1.0, 2.0])
+    p.grad += Tensor([1.0, 1.0])
+    np.testing.assert_array_equal(p._grad, [2.0, 3.0])
+    p.grad.copy_(np.array([5.0, 6.0]))
+    np.testing.assert_array_equal(p._grad, [5.0, 6.0])
+    p.grad.data[...] = 0
+    np.testing.assert_array_equal(p._grad, [0.0, 0.0])
+
+
+def test_an_sgd_step_sees_what_was_done_to_grad():
+    moves = []
+    for scale in (1, 2):
+        p = square_sum_grad([1.0, -2.0])  # gradient [2, -4]
+        p.grad.mul_(scale)
+        lmcore.optim.SGD([p], lr=0.1).step()
+        moves.append(p.data - np.array([1.0, -2.0], np.float32))
+    np.testing.assert_allclose(moves[0], [-0.2, 0.4], rtol=1e-6)
+    np.testing.assert_allclose(moves[1], 2 * moves[0], rtol=1e-6)
+
+
+def test_assigning_grad_checks_shape_and_dtype_and_shares_memory():
+    p = nn.Parameter(np.zeros((2, 3), np.float32))
+    with pytest.raises(RuntimeError, match=r"different size.*\(3, 2\).*\(2, 3\)"):
+        p.grad = Tensor(np.ones((3, 2), np.float32))
+    with pytest.raises(RuntimeError, match="different type.*float64.*float32"):
+        p.grad = np.ones((2, 3))
+    with pytest.raises(TypeError, match="Tensor, an array or None"):
+        p.grad = [[1.0] * 3] * 2
+    assert p.grad is None  # nothing was stored
+    g = Tensor(np.ones((2, 3), np.float32))
+    p.grad = g
+    assert p.grad is g and p._grad is g.data  # shared, as in PyTorch
+    p.grad = np.full((2, 3), 2.0, np.float32)  # arrays too, for convenience
+    np.testing.assert_array_equal(p.grad.numpy(), 2.0)
+
+
+def test_numpy_reads_tensors_and_grads():
+    p = square_sum_grad([1.0, 2.0])
+    assert np.allclose(p.grad, [2.0, 4.0])
+    assert not np.allclose(p.grad, [2.0, 5.0])
+    np.testing.assert_allclose(p.grad, [2.0, 4.0])
+    assert np.asarray(p.grad) is p._grad  # no copy on the CPU
+    assert np.asarray(p.grad, dtype=np.float64).dtype == np.float64
+    assert np.array(p.grad) is not p._grad
+    assert (
+        type(np.ones(2, np.float32) * p.grad) is Tensor
+    )  # ndarray <op> Tensor still defers to Tensor
+
+
+def test_module_zero_grad_and_to_keep_working_on_grads():
+    model = nn.Linear(3, 2)
+    model(Tensor(np.ones((1, 3), np.float32))).sum().backward()
+    model.zero_grad(set_to_none=False)
+    assert all(isinstance(p.grad, Tensor) and not p.grad.numpy().any() for p in model.parameters())
+    model.to("float64")
+    assert all(p.grad.dtype == np.float64 for p in model.parameters())
+    model.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_the_classic_pytorch_loop_trains_a_linear_model():
+    lmcore.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    y = Tensor(x @ np.array([[1.0], [-2.0], [0.5]], np.float32) + 0.3)
+    model, lr, losses = nn.Linear(3, 1), 0.1, []
+    for _ in range(50):
+        loss = lmcore.functional.mse_loss(model(Tensor(x)), y)
+        loss.backward()
+        with no_grad():
+            for p in model.parameters():
+                p -= lr * p.grad
+                p.grad.zero_()
+        losses.append(loss.item())
+    assert losses[-1] < 0.01 * losses[0]
+    assert all(not p.grad.numpy().any() for p in model.parameters())
 
 
 def test_clone_has_its_own_memory_and_passes_gradients():

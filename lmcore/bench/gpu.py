@@ -333,7 +333,7 @@ def _adamw_rows(quick: bool, add) -> list:
     n = sum(p.size for p in params)
     g = cp.random.default_rng(1)
     for p in params:
-        p.grad = g.standard_normal(p.shape, dtype=cp.float32) * 1e-3
+        p._grad = g.standard_normal(p.shape, dtype=cp.float32) * 1e-3
     opt = model.configure_optimizer(weight_decay=0.1, lr=1e-3, betas=(0.9, 0.95))
     shape = f"{len(params)} tensors, {n / 1e6:.0f} M parameters"
     with cuda.use_kernels(False):
@@ -344,12 +344,12 @@ def _adamw_rows(quick: bool, add) -> list:
 
     def per_tensor():
         for p, s in states:
-            ops.adamw_tensor(p.data, p.grad, s["exp_avg"], s["exp_avg_sq"], 10, 1e-3,
+            ops.adamw_tensor(p.data, p._grad, s["exp_avg"], s["exp_avg_sq"], 10, 1e-3,
                              (0.9, 0.95), 1e-8, 0.1)  # fmt: skip
 
     add("adamw", "step", "v1", "one launch per tensor", shape, _time_ms(per_tensor, repeat=10),
         28 * n, None)  # fmt: skip
-    tensors = [(p.data, p.grad, s["exp_avg"], s["exp_avg_sq"], 1e-3, 0.1) for p, s in states]
+    tensors = [(p.data, p._grad, s["exp_avg"], s["exp_avg_sq"], 1e-3, 0.1) for p, s in states]
     for v, label in ((2, "one launch for all tensors"), (3, "one launch for all, float4"),
                      (4, "v3 with two float4 of each array in flight")):  # fmt: skip
         ms = _time_ms(lambda v=v: ops.adamw_multi_tensor(tensors, 10, (0.9, 0.95), 1e-8, v),

@@ -10,7 +10,7 @@ What capture asks of the step, and how :class:`CapturedStep` meets it:
 
 * The same kernels on the same memory every time: inputs are copied into static
   buffers before each replay, and the loss and gradients come back in the buffers the
-  capture wrote (the parameters' ``.grad`` arrays are put back if ``zero_grad``
+  capture wrote (the parameters' gradient arrays are put back if ``zero_grad``
   dropped them).
 * No waiting for the device inside the step: checks that read values on the host
   (token ids in range, class indices valid) are skipped while :func:`capturing`; the
@@ -94,7 +94,7 @@ class CapturedStep:
                     self.graph = stream.end_capture()
         stream.synchronize()
         self.loss = loss.data  # written by every replay
-        self.grads = [p.grad for p in self.params]
+        self.grads = [p._grad for p in self.params]
         missing = [i for i, g in enumerate(self.grads) if g is None]
         if missing:
             raise ValueError(
@@ -104,7 +104,7 @@ class CapturedStep:
 
     def _clear_grads(self) -> None:  # so that the captured backward writes, not adds
         for p in self.params:
-            p.grad = None
+            p._grad = None
 
     def __call__(self, x, y):
         import cupy as cp
@@ -127,7 +127,7 @@ class CapturedStep:
         _copy_into(self.x, x, stream)
         _copy_into(self.y, y, stream)
         for p, g in zip(self.params, self.grads):
-            p.grad = g
+            p._grad = g
         self.graph.launch(stream)
         return self.loss
 

@@ -72,8 +72,8 @@ def getitem(input, index) -> Tensor:
         >>> x = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
         >>> x[:, np.array([0, 0, 2])].sum().backward()
         >>> x.grad
-        array([[2., 0., 1.],
-               [2., 0., 1.]])
+        tensor([[2., 0., 1.],
+                [2., 0., 1.]])
     """
     like = input.data
     xp = backend.get_array_module(like)

@@ -412,9 +412,9 @@ class Module:
         """Drop the gradients (or fill them with zeros when ``set_to_none=False``)."""
         for param in self.parameters():
             if set_to_none:
-                param.grad = None
-            elif param.grad is not None:
-                param.grad[...] = 0
+                param._grad = None
+            elif param._grad is not None:
+                param._grad[...] = 0
 
     # -- saving and loading ------------------------------------------------------
     def _named_state(self) -> Iterator[tuple[str, Tensor]]:
@@ -516,8 +516,8 @@ class Module:
         device, dtype = _device_and_dtype(device, dtype, type(self).__name__)
         for tensor in [*self.parameters(), *self.buffers()]:
             tensor.data = _moved(tensor.data, device, dtype)
-            if tensor.grad is not None:
-                tensor.grad = _moved(tensor.grad, device, dtype)
+            if tensor._grad is not None:
+                tensor._grad = _moved(tensor._grad, device, dtype)
         return self
 
     def cpu(self) -> Module:

@@ -7,7 +7,7 @@ Example:
     >>> a.grad, b.grad = np.array([3.0, 4.0]), np.array([12.0])
     >>> clip_grad_norm_([a, b], max_norm=6.5).item()  # sqrt(9 + 16 + 144)
     13.0
-    >>> b.grad.round(4)  # scaled by 6.5 / 13
+    >>> b.grad.numpy().round(4)  # scaled by 6.5 / 13
     array([6.])
 """
 
@@ -30,7 +30,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> Tens
     """
     if isinstance(parameters, Tensor):
         parameters = [parameters]
-    grads = [p.grad for p in parameters if p.grad is not None]
+    grads = [p._grad for p in parameters if p._grad is not None]
     if not grads:
         return Tensor(0.0)
     xp = backend.get_array_module(grads[0])

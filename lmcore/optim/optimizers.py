@@ -117,16 +117,16 @@ class Optimizer:
         for group in self.param_groups:
             for param in group["params"]:
                 if set_to_none:
-                    param.grad = None
-                elif param.grad is not None:
-                    param.grad[...] = 0
+                    param._grad = None
+                elif param._grad is not None:
+                    param._grad[...] = 0
 
     def step(self) -> None:
         """Update every parameter that has a gradient."""
         for group in self.param_groups:
             for param in group["params"]:
-                if param.grad is not None:
-                    self.update(param, param.grad, self._state_of(param), group)
+                if param._grad is not None:
+                    self.update(param, param._grad, self._state_of(param), group)
 
     def _state_of(self, param: Parameter) -> dict:
         """The state of ``param``, its floating arrays first moved and cast to the
@@ -363,8 +363,8 @@ class AdamW(Adam):
     def step(self) -> None:
         """Update every parameter that has a gradient; on the GPU, all of them in one
         kernel launch (:func:`lmcore.cuda.ops.adamw_multi_tensor`)."""
-        work = [(p, g) for g in self.param_groups for p in g["params"] if p.grad is not None]
-        if not work or not cuda.wanted(*(a for p, _ in work for a in (p.data, p.grad))):
+        work = [(p, g) for g in self.param_groups for p in g["params"] if p._grad is not None]
+        if not work or not cuda.wanted(*(a for p, _ in work for a in (p.data, p._grad))):
             return super().step()
         for param, _ in work:
             self._state_of(param)  # state made before a model.to() follows its parameter
@@ -383,7 +383,7 @@ class AdamW(Adam):
             by_step.setdefault(key, []).append(
                 (
                     param.data,
-                    param.grad,
+                    param._grad,
                     state["exp_avg"],
                     state["exp_avg_sq"],
                     group["lr"],

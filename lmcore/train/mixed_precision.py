@@ -91,9 +91,9 @@ class MixedPrecision:
         if self.grads is not None:
             raise RuntimeError("MixedPrecision.autocast() is already active; do not nest it")
         masters = [t.data for t in self.tensors]
-        self.grads = [p.grad for p in self.parameters]  # gradients from before, if any
+        self.grads = [p._grad for p in self.parameters]  # gradients from before, if any
         for p in self.parameters:
-            p.grad = None
+            p._grad = None
         for t in self.tensors:
             t.data = t.data.astype(self.dtype)
         try:
@@ -104,7 +104,7 @@ class MixedPrecision:
             for t, master in zip(self.tensors, masters):
                 t.data = master
             for p, grad in zip(self.parameters, self.grads):
-                p.grad = grad
+                p._grad = grad
             self.grads = None
 
     def accumulate_grads(self) -> None:
@@ -112,10 +112,10 @@ class MixedPrecision:
         if self.grads is None:
             raise RuntimeError("accumulate_grads() belongs inside MixedPrecision.autocast()")
         for i, p in enumerate(self.parameters):
-            if p.grad is None:
+            if p._grad is None:
                 continue
-            wide = p.grad.astype(np.float32)
-            p.grad = None
+            wide = p._grad.astype(np.float32)
+            p._grad = None
             if self.grads[i] is None:
                 self.grads[i] = wide
             else:
@@ -203,7 +203,9 @@ class GradScaler:
             )
         if state["stage"] == _STEPPED:
             raise RuntimeError("unscale_() is being called after step().")
-        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        grads = [
+            p._grad for g in optimizer.param_groups for p in g["params"] if p._grad is not None
+        ]
         if any(g.dtype == np.float16 for g in grads):
             raise ValueError(
                 "Attempting to unscale FP16 gradients: keep the weights in float32 and compute "
