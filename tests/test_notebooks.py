@@ -141,3 +141,86 @@ def test_every_bibliography_entry_is_cited_and_every_citation_has_an_entry():
     cited = set().union(*(citations_in(p.read_text()) for p in pages))
     assert not entries - cited, f"book/references.bib entries no page cites: {entries - cited}"
     assert not cited - entries, f"citations with no entry in book/references.bib: {cited - entries}"
+
+
+# -- numbers in the prose --------------------------------------------------------------
+# A number the prose states about a run (a decimal, or a count with a unit such as %, ×,
+# nats, bits, seconds) must be checked: asserted in a code cell near it (the same literal,
+# or a literal range around it), or said to be this run's / printed / asserted in its own
+# sentence. Numbers that are definitions or arithmetic, not results, are listed here.
+DATA_FACTS = ["4.1 million", "346,000"]  # the training and validation plays, asserted in ch. 1
+NOT_RESULTS = {
+    "01_text_and_tokens": ["1.1 million of tiny-shakespeare"],
+    "04_recurrent_networks": [
+        "3.1 million predicted characters",  # 1,500 steps of 32 × 64
+        "512 windows, 6.1 million",  # 12,000 steps of 512
+    ],
+    "02_ngram_language_models": [
+        "about 5 %, of the probability",  # arithmetic: 4/78
+        "the other 95 %",
+        "last 10 % of the training text",  # how the held-out part is chosen
+        "first 90 %",
+    ],
+}
+UNIT = (  # "×" between two numbers is a shape, not a factor
+    r"(?:%|×(?!\s?\d)|x\b(?!\s?\d)|times\b|nats?\b|bits?\b|(?<=\s)m?s\b|seconds?\b|tokens/s|GB/s"
+    r"|TFLOP/s|MiB|GiB)"
+)
+PROSE_NUMBER = re.compile(r"(?<![\w.$\\{])(\d[\d,]*\.\d+|\d[\d,]*(?=\s?" + UNIT + "))")
+SCALES = {"million": 1e6, "thousand": 1e3, "billion": 1e9, "%": 1e-2}
+CHECKED_WORDS = ("assert", "this run", "printed", "prints", "cell below", "above")
+
+
+def literals(code: str) -> list[list[float]]:
+    """The numeric literals of each assert line of some code."""
+    lines = [line for line in code.splitlines() if "assert" in line]
+    found = [re.findall(r"(?<![\w.])(\d[\d_]*(?:\.\d+)?(?:e-?\d+)?)", line) for line in lines]
+    return [[float(x.replace("_", "")) for x in row] for row in found]
+
+
+def is_checked(value: float, after: str, asserts: list[list[float]]) -> bool:
+    """The value (scaled by the word after it) is a literal of an assert, or lies between
+    two literals of one."""
+    scale = next((f for word, f in SCALES.items() if after.lstrip().startswith(word)), 1.0)
+    candidates = {value, value * scale}
+    for row in asserts:
+        if any(abs(c - x) <= 1e-9 * max(1.0, abs(x)) for c in candidates for x in row):
+            return True
+        if any(a < c < b for c in candidates for a in row for b in row):
+            return True
+    return False
+
+
+def unchecked_numbers(path) -> list[str]:
+    cells = jupytext.read(path).cells
+    allowed = NOT_RESULTS.get(path.stem, []) + DATA_FACTS
+    missing = []
+    for i, cell in enumerate(cells):
+        if cell.cell_type != "markdown":
+            continue
+        text = re.sub(
+            r"\$\$.*?\$\$|\$[^$]*\$|`[^`]*`|^\|.*\|$", " ", cell.source, flags=re.S | re.M
+        )
+        near = "\n".join(c.source for c in cells[max(0, i - 3) : i + 4] if c.cell_type == "code")
+        asserts = literals(near)
+        for sentence in re.split(r"(?<=[.;!?])\s+", " ".join(text.split())):
+            if any(word in sentence.lower() for word in CHECKED_WORDS):
+                continue
+            for match in PROSE_NUMBER.finditer(sentence):
+                context = sentence[max(0, match.start() - 40) : match.end() + 40]
+                if any(phrase in context for phrase in allowed):
+                    continue
+                literal = match.group(1).replace(",", "")
+                if literal in near:  # a setting the code next to it uses
+                    continue
+                if not is_checked(float(literal), sentence[match.end() :], asserts):
+                    missing.append(f"{match.group(0)!r} in: {sentence[:120]}")
+    return missing
+
+
+@pytest.mark.parametrize("path", TWINS, ids=lambda p: p.stem)
+def test_every_number_in_the_prose_is_asserted_or_said_to_be_this_runs(path):
+    missing = unchecked_numbers(path)
+    assert not missing, f"{path.stem}: numbers neither asserted nor worded as this run's:\n" + (
+        "\n".join(missing)
+    )
