@@ -63,7 +63,7 @@ import numpy as np
 from safetensors import safe_open
 
 import lmcore
-from lmcore import autograd, config, data, nn, optim
+from lmcore import autograd, config, data, diagrams, nn, optim
 from lmcore import functional as F
 from lmcore.autograd import Function, Tensor
 from lmcore.data.batches import RandomWindows, SequentialWindows
@@ -72,7 +72,7 @@ from lmcore.models.mlp import MLPLanguageModel
 from lmcore.ngram import NGramLM
 from lmcore.notebook import show
 from lmcore.tokenizers import CharTokenizer
-from lmcore.train import NonFiniteLossError, Trainer, evaluate, evaluation_mode, train
+from lmcore.train import NonFiniteLossError, Trainer, evaluate, train
 
 PROFILE = config.profile()
 lmcore.notebook.setup()
@@ -251,6 +251,24 @@ show(F.Tanh)
 
 # %%
 show(Function.__call__)
+
+# %% [markdown]
+# The graph can be drawn straight from those records. Here is the one behind the loss of a
+# one-layer network, $\text{loss} = \operatorname{CE}(\tanh(xW + b), y)$: the leaves on
+# the left (the input and the two parameters), each operation in orange with the tensor it
+# made, the loss on the right. `backward` walks the arrows from right to left.
+
+# %%
+x_small = Tensor(np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32))
+W_small = Tensor(np.zeros((3, 5), np.float32), requires_grad=True)
+b_small = Tensor(np.zeros(5, np.float32), requires_grad=True)
+small_loss = F.cross_entropy(F.tanh(x_small @ W_small + b_small), np.array([0, 1, 2, 3]))
+graph_nodes, graph_edges = diagrams.graph_of(small_loss, {"x": x_small, "W": W_small, "b": b_small})
+diagrams.draw_graph(small_loss, {"x": x_small, "W": W_small, "b": b_small})
+plt.show()
+operations = [node.label for node in graph_nodes if node.kind == "op"]
+print("operations recorded:", operations)
+assert operations == ["MatMul", "Add", "Tanh", "CrossEntropy"]
 
 # %% [markdown]
 # `Tensor.backward` then does what the toy did. The topological sort is the same depth-first
@@ -475,6 +493,50 @@ assert gradcheck(lambda t: Softplus()(t), x)
 show(MLPLanguageModel.forward)
 
 # %% [markdown]
+# ### The gradient of softmax cross-entropy
+#
+# Every model from here on ends in the same two steps, a softmax over logits $z$ and the
+# negative log-probability of the true class $y$, and their gradient is short enough to derive
+# once. For one example, $\ell = -\ln \operatorname{softmax}(z)_y = -z_y + \ln \sum_v e^{z_v}$.
+# The first term depends only on $z_y$; the derivative of the second with respect to $z_j$ is
+# $e^{z_j} / \sum_v e^{z_v} = \operatorname{softmax}(z)_j$. So
+#
+# $$
+# \frac{\partial \ell}{\partial z_j} = \operatorname{softmax}(z)_j - [j = y],
+# \qquad
+# \frac{\partial L}{\partial Z} = \frac{1}{B}\bigl(\operatorname{softmax}(Z) -
+#   \operatorname{onehot}(y)\bigr)
+# $$
+#
+# for the mean $L$ over a batch of $B$ rows: the predicted distribution minus the target
+# distribution, divided by the batch size. The gradient is zero exactly when the model puts
+# all its probability on the right answer, and each wrong class is pushed down in proportion
+# to the probability it took. Summed over a corpus, the same expression is zero when the
+# predicted probabilities equal the observed frequencies: minimizing cross-entropy is
+# maximizing the likelihood, as chapter 2's bigram trained by gradient descent showed. The
+# formula against autograd's answer for lmcore's `cross_entropy`:
+
+# %%
+rng = np.random.default_rng(0)
+Z = Tensor(rng.standard_normal((6, 5)), requires_grad=True)  # float64: B = 6 rows, 5 classes
+targets = np.array([0, 4, 2, 2, 1, 3])
+F.cross_entropy(Z, targets).backward()
+softmax = np.exp(Z.numpy() - Z.numpy().max(1, keepdims=True))
+softmax /= softmax.sum(1, keepdims=True)
+by_hand = (softmax - np.eye(5)[targets]) / len(targets)
+print(f"largest difference from the formula: {np.abs(Z.grad.numpy() - by_hand).max():.1e}")
+assert np.allclose(Z.grad.numpy(), by_hand, rtol=0, atol=1e-15)
+
+# %% [markdown]
+# `lmcore` does not reach that result through a softmax, a log and an indexing operation,
+# each with its own backward pass: `CrossEntropy` is one operation that keeps the softmax from
+# its forward pass and writes the formula directly (the lines about label smoothing and class
+# weights, which later chapters use, add their own terms):
+
+# %%
+show(F.CrossEntropy.backward)
+
+# %% [markdown]
 # The data are chapter 2's: the training plays for training, three held-out plays for
 # validation, characters as tokens. The `quick` profile takes slices of both so that the
 # chapter runs in seconds. Each example is a window of five characters and the character after
@@ -597,21 +659,13 @@ assert mlp_score < ngram_score + config.pick(quick=0.6, standard=0.2)
 # generalising and drop the fixed window, and that is where neural models pull away for good.
 #
 # Here is what the MLP writes, sampling one character at a time from its softmax, five
-# characters of context at a time:
+# characters of context at a time, with the sampler of `lmcore.generate` that chapter 2's
+# n-gram models used (`generate` feeds the model its last five characters at each step):
 
 
 # %%
-def sample_mlp(model, prompt: str, length: int, seed: int = 0) -> str:
-    generator, ids = np.random.default_rng(seed), chars.encode(prompt)
-    with evaluation_mode(model):
-        for _ in range(length):
-            logits = model(np.array([ids[-CONTEXT:]])).numpy()[0].astype(np.float64)
-            p = np.exp(logits - logits.max())
-            ids.append(int(generator.choice(V, p=p / p.sum())))
-    return chars.decode(ids)
-
-
-print(sample_mlp(model, "KING HENRY:\n", 300))
+sample = model.generate(np.array([chars.encode("KING HENRY:\n")]), 300, seed=0)  # (1, 12 + 300)
+print(chars.decode(sample[0].tolist()))
 
 # %% [markdown]
 # Words, speakers' names, line breaks and punctuation in the right places; sense, no. Five

@@ -30,11 +30,23 @@ def checked_prompt(model, idx, max_new_tokens: int):
     a negative ``max_new_tokens``."""
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    idx = model._checked_ids(idx)
+    idx = model._checked_ids(idx) if hasattr(model, "_checked_ids") else _ids_of(model, idx)
     if idx.shape[1] == 0:
         raise ValueError(
             "generate needs a prompt of at least one token per row, got shape "
             f"{tuple(idx.shape)}; start from a token such as a newline or <|endoftext|>."
+        )
+    return idx
+
+
+def _ids_of(model, idx):
+    """``idx`` as a (B, T) integer array on the device of the model's parameters."""
+    xp = backend.get_array_module(next(model.parameters()).data)
+    idx = xp.asarray(getattr(idx, "data", idx))
+    if idx.ndim != 2 or idx.dtype.kind not in "iu":
+        raise ValueError(
+            f"{type(model).__name__} takes integer token ids of shape (B, T), got {idx.dtype} "
+            f"{idx.shape}; add a batch dimension with ids[None] for one sequence."
         )
     return idx
 

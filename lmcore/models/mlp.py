@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from lmcore import functional as F
 from lmcore import nn
+from lmcore.generate import generate
 
 
 class MLPLanguageModel(nn.Module):
@@ -55,3 +56,35 @@ class MLPLanguageModel(nn.Module):
         if targets is None:
             return logits
         return logits, F.cross_entropy(logits, targets)
+
+    def generate(
+        self,
+        idx,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+        **options,
+    ):
+        """Continue each sequence of ``idx`` (B, T), T >= ``context``, by up to
+        ``max_new_tokens`` tokens, each predicted from the ``context`` tokens before it;
+        returns the ids (B, T + new). The sampling arguments are those of
+        :func:`lmcore.generate.generate` (``temperature`` 0: always the likeliest token).
+
+        Example:
+            >>> import numpy as np
+            >>> model = MLPLanguageModel(vocab_size=7, context=3, embed_dim=4, hidden=8)
+            >>> model.generate(np.zeros((2, 3), np.int64), max_new_tokens=5, seed=0).shape
+            (2, 8)
+        """
+        return generate(self, idx, max_new_tokens, temperature, top_k, seed, **options)
+
+    def next_token_logits(self, idx, state=None):
+        """Logits (B, V) of the token after ``idx`` (B, T), from its last ``context``
+        tokens; an MLP keeps no state between calls, so ``state`` stays None."""
+        if idx.shape[1] < self.context:
+            raise ValueError(
+                f"MLPLanguageModel needs a prompt of at least {self.context} tokens (its "
+                f"context), got {idx.shape[1]}; pad it on the left, e.g. with newlines."
+            )
+        return self(idx[:, -self.context :]).data, None

@@ -106,15 +106,17 @@ class RNNLanguageModel(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         seed: int | None = None,
+        **options,
     ):
-        """Continue each sequence of ``idx`` (B, T) by ``max_new_tokens`` sampled tokens;
-        returns the ids (B, T + max_new_tokens) on the model's device.
+        """Continue each sequence of ``idx`` (B, T) by up to ``max_new_tokens`` tokens;
+        returns the ids (B, T + new) on the model's device.
 
         The prompt is read once; after that each new token costs one step of the
         recurrence, since the state summarizes everything before it. ``temperature``
         divides the logits (0: always the most likely token), ``top_k`` keeps the k most
-        likely tokens, ``seed`` fixes the draws. Runs in evaluation mode and restores the
-        mode afterwards.
+        likely tokens, ``seed`` fixes the draws; ``options`` are the other arguments of
+        :func:`lmcore.generate.generate` (``top_p``, ``repetition_penalty``, stop
+        conditions). Runs in evaluation mode and restores the mode afterwards.
 
         Example:
             >>> import numpy as np
@@ -122,7 +124,7 @@ class RNNLanguageModel(nn.Module):
             >>> model.generate(np.zeros((2, 3), np.int64), max_new_tokens=4, seed=0).shape
             (2, 7)
         """
-        return generate(self, idx, max_new_tokens, temperature, top_k, seed)
+        return generate(self, idx, max_new_tokens, temperature, top_k, seed, **options)
 
     def next_token_logits(self, idx, state=None):
         """Logits (B, V) of the token after ``idx`` (B, T) and the new state: the whole
