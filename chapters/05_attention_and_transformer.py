@@ -64,7 +64,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import lmcore
-from lmcore import backend, config, data, optim, train
+from lmcore import backend, config, data, diagrams, optim, train
 from lmcore.autograd import Tensor, no_grad
 from lmcore.data.batches import RandomBlocks, SequentialBlocks
 from lmcore.functional import (
@@ -312,6 +312,14 @@ assert np.allclose(w.numpy().sum(-1), 1)
 # weights, over the real tokens, but their outputs are never used: their targets are ignored
 # by the loss.
 #
+# Drawn to scale for one head, the arrays of causal attention are three thin $(T, d)$
+# matrices and two square $(T, T)$ ones, whose upper triangles (grey) the mask removes:
+
+# %%
+diagrams.draw_attention_shapes(T=6, head_dim=4, n_head=2)
+plt.show()
+
+# %% [markdown]
 # ## Several heads
 #
 # One attention lookup produces one weighted average per position: one question asked of
@@ -442,6 +450,14 @@ show(Block.forward)
 show(MLP.forward)
 
 # %% [markdown]
+# The block drawn: the residual stream runs straight up the left side, and each branch reads
+# a normalized copy of it and adds its result back.
+
+# %%
+diagrams.draw_transformer_block()
+plt.show()
+
+# %% [markdown]
 # ## Assembling GPT
 #
 # A GPT is a token embedding plus position information, a stack of $L$ blocks, a final
@@ -452,6 +468,14 @@ show(MLP.forward)
 
 # %%
 show(GPT.forward)
+
+# %% [markdown]
+# The stack of this chapter's Shakespeare model (nanoGPT's CPU shape), with the shape of
+# each stage:
+
+# %%
+diagrams.draw_gpt(GPTConfig(vocab_size=76, n_layer=4, n_head=4, n_embd=128, block_size=64))
+plt.show()
 
 # %% [markdown]
 # The first promise of a language model is that the prediction at position $t$ depends only
