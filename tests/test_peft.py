@@ -298,3 +298,66 @@ def test_peft_adapter_loads_into_lmcore(tmp_path):
         theirs = hf(torch.tensor(IDS)).logits.numpy()
     ours = PeftModel.from_pretrained(GPT.from_pretrained(tmp_path / "base"), tmp_path / "adapter")
     np.testing.assert_allclose(logits(ours), theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_prompt_tuning_on_a_classification_head_trains_prompt_and_head(tmp_path):
+    """A soft prompt before a SequenceClassifier's input: the head reads the real
+    positions only, prompt and head train, the backbone does not, and the adapter file
+    (prompt and head) loads back to the same outputs."""
+    head = SequenceClassifier(gpt(), num_labels=3)
+    model = get_peft_model(head, PromptTuningConfig(num_virtual_tokens=3))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"prompt_embeddings", "base_model.score.weight"}
+    ids = np.array([[1, 2, 3, 4], [5, 6, 0, 0]])
+    mask = ids != 0
+    logits, loss = model(ids, np.array([0, 2]), attention_mask=mask)
+    assert logits.shape == (2, 3)
+    loss.backward()
+    assert np.asarray(model.prompt_embeddings.grad).any()
+    assert np.asarray(head.score.weight.grad).any()
+    assert all(p.grad is None for n, p in model.named_parameters() if n not in trainable)
+    # the padded row gives what its unpadded tokens alone give
+    alone = model(ids[1:, :2])
+    np.testing.assert_allclose(alone.numpy(), logits.numpy()[1:], rtol=1e-5, atol=1e-6)
+    model.prompt_embeddings.data[...] += 0.5
+    head.score.weight.data[...] += 0.1
+    model.save_pretrained(tmp_path)
+    again = PeftModel.from_pretrained(SequenceClassifier(gpt(), num_labels=3), tmp_path)
+    again.base_model.transformer.load_state_dict(head.transformer.state_dict())
+    np.testing.assert_allclose(
+        again(ids, attention_mask=mask).numpy(),
+        model(ids, attention_mask=mask).numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_lora_on_a_llama_targets_its_projections_and_saves_under_hf_names(tmp_path):
+    from lmcore.models.llama import Llama, LlamaConfig
+    from lmcore.peft.lora import lora_layers
+    from lmcore.rng import manual_seed
+
+    config = LlamaConfig(vocab_size=40, block_size=16, n_layer=2, n_head=4, n_kv_head=2,
+                         n_embd=16, intermediate_size=24)  # fmt: skip
+
+    def llama():
+        manual_seed(5)
+        return Llama(config)
+
+    lora = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])
+    model = get_peft_model(llama(), lora)
+    assert sorted(lora_layers(model.base_model)) == [
+        f"layers.{i}.self_attn.{p}" for i in (0, 1) for p in ("q_proj", "v_proj")
+    ]
+    assert hf_module_paths(model.base_model)["layers.1.mlp.down_proj"] == (
+        "model.layers.1.mlp.down_proj"
+    )
+    randomize_lora(model)
+    expected = logits(model, IDS[:, :8])
+    model.save_pretrained(tmp_path)
+    from safetensors.numpy import load_file
+
+    keys = load_file(str(tmp_path / "adapter_model.safetensors"))
+    assert "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" in keys
+    loaded = PeftModel.from_pretrained(llama(), tmp_path)
+    np.testing.assert_allclose(logits(loaded, IDS[:, :8]), expected, rtol=1e-6, atol=1e-6)

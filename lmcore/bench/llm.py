@@ -30,37 +30,96 @@ from lmcore.bench.common import machine, print_table, thread_limit
 MESSAGES = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
 
 
-def _tokens_per_second(fn, tokens: int, repeat: int) -> float:
+def _synchronize(xp) -> None:
+    if xp is not np:
+        xp.cuda.Device().synchronize()
+
+
+def _xp_of(model):
+    from lmcore import backend
+
+    return backend.get_array_module(next(iter(model.parameters())).data)
+
+
+def prefill_rate(model, prompt, repeat: int = 2) -> float:
+    """Prompt tokens per second of reading ``prompt`` (B, T) at once, with no cache and
+    the logits of the last position only (the best of ``repeat`` runs).
+
+    Example:
+        >>> from lmcore.models.llama import Llama, LlamaConfig
+        >>> tiny = Llama(LlamaConfig(50, 32, 1, 2, 1, 16, 32))
+        >>> prefill_rate(tiny, np.arange(8)[None]) > 0
+        True
+    """
+    xp = _xp_of(model)
+    prompt = xp.asarray(prompt)
     best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return tokens / best
-
-
-def _decode_rate(model, prompt, new_tokens: int, use_cache: bool, repeat: int) -> float:
-    """New tokens per second, the prefill excluded (timed from the first new token)."""
     with no_grad():
-
-        def run():
-            state = None
-            ids = prompt
-            logits, state = model.next_token_logits(ids, None if use_cache else state)
+        for _ in range(repeat):
             start = time.perf_counter()
-            for _ in range(new_tokens):
-                ids = np.concatenate([ids, logits.argmax(-1)[:, None]], axis=1)
-                logits, state = model.next_token_logits(ids, state if use_cache else None)
-            return time.perf_counter() - start
-
-        return new_tokens / min(run() for _ in range(repeat))
+            model(prompt, logits_to_keep=1)
+            _synchronize(xp)
+            best = min(best, time.perf_counter() - start)
+    return prompt.shape[0] * prompt.shape[1] / best
 
 
-def _bandwidth_gbs() -> float:
-    a = np.ones(64 * 2**20 // 4, np.float32)
-    b = np.empty_like(a)
-    best = min(_timed(lambda: np.copyto(b, a)) for _ in range(5))
-    return 2 * a.nbytes / best / 1e9
+def decode_rate(model, prompt, new_tokens: int, use_cache: bool = True, repeat: int = 2) -> float:
+    """New tokens per second of greedy decoding after ``prompt`` (B, T), the prefill
+    excluded (timed from the first new token): with the key-value cache each step reads
+    the newest token only; without it, each step reads the whole sequence again. The
+    best of ``repeat`` runs.
+
+    Example:
+        >>> from lmcore.models.llama import Llama, LlamaConfig
+        >>> tiny = Llama(LlamaConfig(50, 32, 1, 2, 1, 16, 32))
+        >>> decode_rate(tiny, np.arange(8)[None], 4) > 0
+        True
+    """
+    xp = _xp_of(model)
+    prompt = xp.asarray(prompt)
+
+    def run():
+        logits, state = model.next_token_logits(prompt)  # the prefill, not timed
+        ids = prompt
+        _synchronize(xp)
+        start = time.perf_counter()
+        for _ in range(new_tokens):
+            ids = xp.concatenate([ids, logits.argmax(-1)[:, None].astype(ids.dtype)], axis=1)
+            logits, state = model.next_token_logits(ids, state if use_cache else None)
+        _synchronize(xp)
+        return time.perf_counter() - start
+
+    with no_grad():
+        return prompt.shape[0] * new_tokens / min(run() for _ in range(repeat))
+
+
+def copy_bandwidth(device: str = "cpu", megabytes: int = 64, repeat: int = 5) -> float:
+    """Measured memory bandwidth in GB/s: bytes read plus bytes written by a copy of
+    ``megabytes`` MB (larger than the caches), the best of ``repeat`` runs, on ``"cpu"``
+    (NumPy) or ``"cuda"`` (CuPy).
+
+    Example:
+        >>> copy_bandwidth(megabytes=8, repeat=2) > 0
+        True
+    """
+    from lmcore import backend
+
+    xp = backend.xp(device)
+    a = xp.ones(megabytes * 2**20 // 4, xp.float32)
+    b = xp.empty_like(a)
+    xp.copyto(b, a)  # the first copy also touches b's pages: not timed
+    times = []
+    for _ in range(repeat):
+        _synchronize(xp)
+        start = time.perf_counter()
+        xp.copyto(b, a)
+        _synchronize(xp)
+        times.append(time.perf_counter() - start)
+    return 2 * a.nbytes / min(times) / 1e9
+
+
+def _tokens_per_second(fn, tokens: int, repeat: int) -> float:
+    return tokens / min(_timed(fn) for _ in range(repeat))
 
 
 def _timed(fn) -> float:
@@ -121,30 +180,24 @@ def run(quick: bool = False) -> list[dict]:
     with thread_limit(threads):
         model = Llama.from_gguf()
         weight_bytes = sum(p.data.nbytes for p in model.parameters())
-        with no_grad():
-            prefill = _tokens_per_second(
-                lambda: model(prompt, logits_to_keep=1), prompt.shape[1], repeat
-            )
+        prefill = prefill_rate(model, prompt, repeat)
         rows.append(
             {"library": "lmcore", "weights": "float32", "what": "prefill", "tokens/s": prefill}
         )
         for use_cache in (True, False):
-            rate = _decode_rate(model, prompt, new_tokens, use_cache, repeat)
+            rate = decode_rate(model, prompt, new_tokens, use_cache, repeat)
             what = "decode, cache" if use_cache else "decode, no cache"
             rows.append({"library": "lmcore", "weights": "float32", "what": what, "tokens/s": rate})
         quantized = quantize_model(model, bits=8)
-        with no_grad():
-            prefill = _tokens_per_second(
-                lambda: quantized(prompt, logits_to_keep=1), prompt.shape[1], repeat
-            )
+        prefill = prefill_rate(quantized, prompt, repeat)
         rows.append(
             {"library": "lmcore", "weights": "int8", "what": "prefill", "tokens/s": prefill}
         )
-        rate = _decode_rate(quantized, prompt, new_tokens, True, repeat)
+        rate = decode_rate(quantized, prompt, new_tokens, True, repeat)
         rows.append(
             {"library": "lmcore", "weights": "int8", "what": "decode, cache", "tokens/s": rate}
         )
-        bandwidth = _bandwidth_gbs()
+        bandwidth = copy_bandwidth()
     rows += _transformers_rows(prompt, new_tokens, threads, repeat)
     bound = bandwidth * 1e9 / weight_bytes
     for row in rows:

@@ -37,7 +37,12 @@ from lmcore.nn.module import Module
 
 __all__ = ["Int4Linear", "Int8Linear", "QuantizedLinear", "quantize_model", "quantize_weight"]
 
-ROWS_PER_BLOCK = 2048  # output rows dequantized at a time (2048 x 576 floats: 4.7 MB)
+# Weight rows dequantized at a time. On a CPU a block should stay in the core's cache
+# between being written and being read by the product: 256 rows of 576 floats (0.6 MB)
+# decode SmolLM2 faster in int8 than in float32, where 2048 rows (4.7 MB) make int8
+# several times slower. On a GPU, fewer and larger blocks mean fewer kernel launches.
+ROWS_PER_BLOCK = 256
+ROWS_PER_BLOCK_GPU = 16384
 
 
 def quantize_weight(weight, bits: int = 8, group_size: int | None = None):
@@ -95,8 +100,10 @@ class _QuantizedMatmul(Function):
         self.codes, self.scales, self.bits, self.out = codes, scales, bits, out_features
 
     def _blocks(self):
-        for start in range(0, self.out, ROWS_PER_BLOCK):
-            rows = slice(start, min(start + ROWS_PER_BLOCK, self.out))
+        on_cpu = backend.get_array_module(self.codes) is np
+        step = ROWS_PER_BLOCK if on_cpu else ROWS_PER_BLOCK_GPU
+        for start in range(0, self.out, step):
+            rows = slice(start, min(start + step, self.out))
             yield rows, dequantize_rows(self.codes, self.scales, self.bits, rows)
 
     def forward(self, x):

@@ -274,7 +274,11 @@ class PeftModel(Module):
             prompt = weights["prompt_embeddings"]
             config = PromptTuningConfig(num_virtual_tokens=prompt.shape[0])
             peft_model = PromptTuningModel(model, config)
-            peft_model.prompt_embeddings.data[...] = prompt
+            peft_model.prompt_embeddings.data[...] = backend.to_device(
+                prompt, peft_model.prompt_embeddings.device
+            )
+            rest = {k: v for k, v in weights.items() if k != "prompt_embeddings"}
+            _load_named(peft_model, rest, directory)
         elif kind in ("ADAPTER", "BITFIT"):
             fields = {k: settings[k] for k in settings if k not in ("peft_type",)}
             known = AdapterConfig if kind == "ADAPTER" else BitFitConfig
@@ -306,6 +310,7 @@ def _task_type(model: Module) -> str:
 def hf_module_paths(model: Module) -> dict[str, str]:
     """lmcore module path -> the path of the same module in the equivalent
     ``transformers`` model: a GPT as ``GPT2LMHeadModel`` (``transformer.h.0.attn.c_attn``,
+    ``lm_head``), a Llama as ``LlamaForCausalLM`` (``model.layers.0.self_attn.q_proj``,
     ``lm_head``), a BERT as ``BertForMaskedLM`` (``bert.encoder.layer.0...``), a GPT or
     BERT inside a task head under the head's name (``transformer.``, ``bert.``); other
     modules keep their paths. LoRA's wrappers (``base_layer``) are looked through.
@@ -318,8 +323,10 @@ def hf_module_paths(model: Module) -> dict[str, str]:
     """
     from lmcore.models.bert import BERT
     from lmcore.models.gpt import GPT
+    from lmcore.models.llama import Llama
 
-    owners = [(name, type(m)) for name, m in model.named_modules() if isinstance(m, (GPT, BERT))]
+    kinds = (GPT, BERT, Llama)
+    owners = [(name, type(m)) for name, m in model.named_modules() if isinstance(m, kinds)]
     paths = {}
     for name, _ in model.named_modules():
         if not name:
@@ -342,7 +349,8 @@ def hf_module_paths(model: Module) -> dict[str, str]:
                 else:
                     theirs = f"bert.{rest}"
             elif not owner_name:
-                theirs = rest if rest.startswith("lm_head") else f"transformer.{rest}"
+                prefix = "model" if kind is Llama else "transformer"
+                theirs = rest if rest.startswith("lm_head") else f"{prefix}.{rest}"
         paths[name] = theirs.replace(".base_layer", "")
     return paths
 
@@ -436,29 +444,45 @@ class PromptTuningModel(PeftModel):
     ids (B, T) -> logits (B, T, V) for the real positions (and the loss with
     ``targets``). Only the prompt trains.
 
+    The model may also be a :class:`~lmcore.models.heads.SequenceClassifier` or
+    :class:`~lmcore.models.heads.TokenClassifier` on a GPT: the prompt then goes before
+    the backbone's input, the head reads the real positions only, and the head trains
+    with the prompt (a new task needs it), as PEFT's ``modules_to_save``.
+
     Example:
         >>> from lmcore.models import GPT, GPTConfig
         >>> gpt = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=1, n_head=2, n_embd=8))
         >>> model = PromptTuningModel(gpt, PromptTuningConfig(num_virtual_tokens=4))
         >>> model(np.zeros((2, 5), np.int64)).shape, model.num_parameters(only_trainable=True)
         ((2, 5, 20), 32)
+        >>> from lmcore.models.heads import SequenceClassifier
+        >>> head = SequenceClassifier(GPT(gpt.config), num_labels=3)
+        >>> tuned = PromptTuningModel(head, PromptTuningConfig(num_virtual_tokens=4))
+        >>> tuned(np.zeros((2, 5), np.int64)).shape, tuned.num_parameters(only_trainable=True)
+        ((2, 3), 56)
     """
 
     def __init__(self, model: Module, config: PromptTuningConfig):
         from lmcore.models.gpt import GPT
+        from lmcore.models.heads import SequenceClassifier, TokenClassifier
 
-        if not isinstance(model, GPT):
+        is_head = isinstance(model, (SequenceClassifier, TokenClassifier))
+        gpt = model.backbone if is_head else model
+        if not isinstance(gpt, GPT):
             raise TypeError(
-                f"prompt tuning here works on a lmcore GPT, got {type(model).__name__}; use "
-                "LoRA or adapters for other models."
+                f"prompt tuning here works on a lmcore GPT (or a task head on one), got "
+                f"{type(gpt).__name__}; use LoRA or adapters for other models."
             )
         if config.num_virtual_tokens < 1:
             raise ValueError(
                 f"num_virtual_tokens must be positive, got {config.num_virtual_tokens}"
             )
-        super().__init__(model, config)
+        heads = _head_names(model) if is_head else []
+        super().__init__(model, config, modules_to_save=heads)
         model.requires_grad_(False)
-        table = model.wte.weight.data
+        for name in heads:
+            model.get_submodule(name).requires_grad_(True)
+        table = gpt.wte.weight.data
         if config.init_token_ids is not None:
             ids = np.asarray(config.init_token_ids)
             if len(ids) != config.num_virtual_tokens:
@@ -472,15 +496,32 @@ class PromptTuningModel(PeftModel):
         xp = backend.get_array_module(table)
         self.prompt_embeddings = Parameter(table[xp.asarray(ids)].copy())  # (P, C)
 
-    def forward(self, idx, targets=None, padding_mask=None):
-        from lmcore.models.heads import gpt_hidden_states
+    def forward(self, idx, targets=None, padding_mask=None, attention_mask=None):
+        from lmcore.models.gpt import GPT
+        from lmcore.models.heads import SequenceClassifier, gpt_hidden_states, pool
 
-        gpt, count = self.base_model, self.peft_config.num_virtual_tokens
-        hidden = gpt_hidden_states(gpt, idx, padding_mask, prefix=self.prompt_embeddings)
-        logits = gpt.lm_head(hidden[:, count:])  # (B, T, V): the real positions
+        model, count = self.base_model, self.peft_config.num_virtual_tokens
+        if isinstance(model, GPT):
+            hidden = gpt_hidden_states(model, idx, padding_mask, prefix=self.prompt_embeddings)
+            logits = model.lm_head(hidden[:, count:])  # (B, T, V): the real positions
+            if targets is None:
+                return logits
+            return logits, F.cross_entropy(logits, targets)
+        given = attention_mask if attention_mask is not None else padding_mask
+        mask = model.padding_mask(idx, given)
+        hidden = gpt_hidden_states(model.backbone, idx, mask, prefix=self.prompt_embeddings)
+        hidden = hidden[:, count:]  # (B, T, C): the real positions
+        if isinstance(model, SequenceClassifier):
+            logits = model.head(model.dropout(pool(hidden, mask, model.pooling)))  # (B, K)
+        else:
+            logits = model.classifier(model.dropout(hidden))  # (B, T, K)
         if targets is None:
             return logits
-        return logits, F.cross_entropy(logits, targets)
+        from lmcore.autograd import Tensor
+
+        labels = targets.data if isinstance(targets, Tensor) else targets
+        labels = backend.get_array_module(logits.data).asarray(labels)
+        return logits, F.cross_entropy(logits, labels, ignore_index=-100)
 
 
 def get_peft_model(model: Module, peft_config, _names: list[str] | None = None) -> PeftModel:
