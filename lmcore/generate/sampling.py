@@ -41,14 +41,9 @@ def checked_prompt(model, idx, max_new_tokens: int):
 
 def _ids_of(model, idx):
     """``idx`` as a (B, T) integer array on the device of the model's parameters."""
-    xp = backend.get_array_module(next(model.parameters()).data)
-    idx = xp.asarray(getattr(idx, "data", idx))
-    if idx.ndim != 2 or idx.dtype.kind not in "iu":
-        raise ValueError(
-            f"{type(model).__name__} takes integer token ids of shape (B, T), got {idx.dtype} "
-            f"{idx.shape}; add a batch dimension with ids[None] for one sequence."
-        )
-    return idx
+    from lmcore.models.token_ids import checked_token_ids
+
+    return checked_token_ids(idx, next(model.parameters()).data, type(model).__name__)
 
 
 def model_step(model, idx, state, use_cache: bool):

@@ -37,9 +37,8 @@ import numpy as np
 from lmcore import backend
 from lmcore import functional as F
 from lmcore.atomic import write_atomically
-from lmcore.autograd import Tensor
-from lmcore.cuda.graphs import capturing
 from lmcore.generate import generate
+from lmcore.models.token_ids import checked_token_ids
 from lmcore.nn import init
 from lmcore.nn.attention import KVCache, SinusoidalPositionalEncoding
 from lmcore.nn.layers import Dropout, Embedding, LayerNorm, Linear
@@ -202,23 +201,7 @@ class GPT(Module):
     def _checked_ids(self, idx):
         """``idx`` as an integer array on the model's device, or a clear error (of any
         length: :meth:`forward` checks it against the block)."""
-        xp = backend.get_array_module(self.wte.weight.data)
-        idx = xp.asarray(idx.data if isinstance(idx, Tensor) else idx)
-        if idx.ndim != 2 or idx.dtype.kind not in "iu":
-            raise ValueError(
-                f"GPT takes integer token ids of shape (B, T), got {idx.dtype} {idx.shape}; "
-                "add a batch dimension with ids[None] for one sequence."
-            )
-        if idx.size and not capturing():  # reading the ids waits for the device
-            low, high = int(idx.min()), int(idx.max())
-            if low < 0 or high >= self.config.vocab_size:
-                bad = low if low < 0 else high
-                raise IndexError(
-                    f"GPT got token id {bad}, outside its vocabulary of {self.config.vocab_size} "
-                    f"ids (0 to {self.config.vocab_size - 1}); use the tokenizer the model was "
-                    "built for, or a larger vocab_size."
-                )
-        return idx
+        return checked_token_ids(idx, self.wte.weight.data, "GPT", self.config.vocab_size)
 
     # -- sizes and training ----------------------------------------------------------
     def num_parameters(self, non_embedding: bool = False, only_trainable: bool = False) -> int:

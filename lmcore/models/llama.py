@@ -50,6 +50,7 @@ from lmcore.functional.fused_attention import (
     split_heads,
 )
 from lmcore.generate import generate
+from lmcore.models.token_ids import checked_token_ids
 from lmcore.nn import init
 from lmcore.nn.attention import KVCache
 from lmcore.nn.layers import Embedding, Linear
@@ -477,19 +478,9 @@ class Llama(Module):
 
     def _checked_ids(self, idx):
         """``idx`` as an integer array (B, T) on the model's device, or a clear error."""
-        xp = backend.get_array_module(self.embed_tokens.weight.data)
-        idx = xp.asarray(idx.data if isinstance(idx, Tensor) else idx)
-        if idx.ndim != 2 or idx.dtype.kind not in "iu":
-            raise ValueError(
-                f"Llama takes integer token ids of shape (B, T), got {idx.dtype} {idx.shape}; "
-                "add a batch dimension with ids[None] for one sequence."
-            )
-        if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size):
-            raise IndexError(
-                f"Llama got token ids from {int(idx.min())} to {int(idx.max())}, outside its "
-                f"vocabulary of {self.config.vocab_size}; use the model's own tokenizer."
-            )
-        return idx
+        return checked_token_ids(
+            idx, self.embed_tokens.weight.data, "Llama", self.config.vocab_size
+        )
 
     # -- generation --------------------------------------------------------------------
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k=None,

@@ -26,6 +26,7 @@ from lmcore import backend, nn
 from lmcore import functional as F
 from lmcore.autograd import Tensor, detach_state
 from lmcore.generate import generate
+from lmcore.models.token_ids import checked_token_ids
 from lmcore.nn.recurrent import GRU, LSTM, RNN
 
 __all__ = ["RNNLanguageModel", "detach_state"]
@@ -90,14 +91,7 @@ class RNNLanguageModel(nn.Module):
 
     def _checked_ids(self, idx):
         """``idx`` as an integer array on the model's device, or a clear error."""
-        xp = backend.get_array_module(self.head.weight.data)
-        idx = xp.asarray(idx.data if isinstance(idx, Tensor) else idx)
-        if idx.ndim != 2 or idx.dtype.kind not in "iu":
-            raise ValueError(
-                f"RNNLanguageModel takes integer token ids of shape (B, T), got {idx.dtype} "
-                f"{idx.shape}; add a batch dimension with ids[None] for one sequence."
-            )
-        return idx
+        return checked_token_ids(idx, self.head.weight.data, "RNNLanguageModel", self.vocab_size)
 
     def generate(
         self,
