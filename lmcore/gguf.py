@@ -75,7 +75,7 @@ _STRING, _ARRAY = 8, 9
 _NUMPY_OF_VALUE_TYPE = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4",
                         6: "<f4", 7: "?", 10: "<u8", 11: "<i8", 12: "<f8"}  # fmt: skip
 
-#: ggml tensor types: id -> (name, numbers per block, bytes per block).
+#: The ggml tensor types, each id mapped to (name, numbers per block, bytes per block).
 GGML_TYPES = {
     0: ("F32", 1, 4),
     1: ("F16", 1, 2),

@@ -205,7 +205,9 @@ class SequenceClassifier(_Backbone):
             self.classifier = head
 
     @property
-    def head(self) -> Linear:
+    def head(self):
+        """The output layer, a :class:`~lmcore.nn.layers.Linear`: ``score`` on a GPT,
+        ``classifier`` on a BERT (Hugging Face's names)."""
         return self.score if "score" in self._modules else self.classifier
 
     def forward(self, input_ids, labels=None, attention_mask=None):

@@ -203,8 +203,8 @@ def unpermute_rope_rows(weight: np.ndarray, num_heads: int) -> np.ndarray:
     """Undo the row order llama.cpp gives the query and key weights (out, in).
 
     RoPE rotates pairs of a head's D numbers. Meta's Llama code, and llama.cpp after it,
-    pair neighbours (0, 1), (2, 3), ...; Hugging Face's code (and :func:`apply_rotary`)
-    pairs the halves, (i, i + D/2). Both describe the same model once the rows of W_q and
+    pair neighbours (0, 1), (2, 3), ...; Hugging Face's code (and
+    :func:`~lmcore.functional.fused_attention.apply_rotary`) pairs the halves, (i, i + D/2). Both describe the same model once the rows of W_q and
     W_k are ordered to match: ``transformers`` checkpoints are in halves order, and
     llama.cpp's converter (``convert_hf_to_gguf.py``, ``permute``) reorders each head's
     rows so that row i of the first half lands at 2i and row i of the second half at
@@ -455,8 +455,8 @@ class Llama(Module):
 
     def forward(self, idx, targets=None, past_key_values=None, logits_to_keep: int = 0):
         """Logits (B, T, V) for ids ``idx`` (B, T); with ``targets`` (B, T) also the mean
-        cross-entropy (-100 ignored). ``past_key_values``: a :class:`KVCache` from
-        :meth:`new_cache` holding earlier positions (inference only). ``logits_to_keep``
+        cross-entropy (-100 ignored). ``past_key_values``: a
+        :class:`~lmcore.nn.attention.KVCache` from :meth:`new_cache` holding earlier positions (inference only). ``logits_to_keep``
         > 0 computes the logits of the last that many positions only (generation needs
         one row, and the (T, V) product is the largest of the model)."""
         idx = self._checked_ids(idx)
@@ -489,8 +489,8 @@ class Llama(Module):
         return generate(self, idx, max_new_tokens, temperature, top_k, seed, **options)
 
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
-        """An empty :class:`KVCache` for ``batch_size`` sequences of up to ``max_len``
-        tokens (default: the whole context), ``n_kv_head`` heads per layer.
+        """An empty :class:`~lmcore.nn.attention.KVCache` for ``batch_size`` sequences of up
+        to ``max_len`` tokens (default: the whole context), ``n_kv_head`` heads per layer.
 
         Example:
             >>> config = LlamaConfig(vocab_size=9, block_size=16, n_layer=1, n_head=4,

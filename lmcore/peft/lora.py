@@ -103,7 +103,7 @@ class LoraLinear(Module):
 
     def __init__(
         self,
-        base_layer: Linear,
+        base_layer,
         r: int = 8,
         lora_alpha: float = 8,
         lora_dropout: float = 0.0,
