@@ -80,7 +80,7 @@ from lmcore.models import GPT, GPTConfig, RNNLanguageModel
 from lmcore.nn import MultiHeadAttention
 from lmcore.nn.attention import SinusoidalPositionalEncoding
 from lmcore.nn.transformer import MLP, Block
-from lmcore.notebook import show
+from lmcore.notebook import cpu, show
 from lmcore.rng import manual_seed
 from lmcore.tokenizers import CharTokenizer
 
@@ -88,11 +88,6 @@ PROFILE = config.profile()
 DEVICE = backend.device()
 xp = backend.xp()  # numpy, or cupy on a GPU
 lmcore.notebook.setup()
-
-
-def cpu(array) -> np.ndarray:
-    """A NumPy copy of a tensor's or array's values, wherever they live."""
-    return np.asarray(backend.to_device(array.data if isinstance(array, Tensor) else array, "cpu"))
 
 
 # %% [markdown]

@@ -70,14 +70,14 @@ from tqdm.auto import tqdm
 
 import lmcore
 from lmcore import backend, config, data, generate, optim, tokenizers, train
-from lmcore.autograd import Tensor, no_grad
+from lmcore.autograd import no_grad
 from lmcore.data.batches import RandomBlocks, SequentialBlocks
 from lmcore.data.masking import mask_tokens
 from lmcore.data.tokens import shakespeare_tokens, token_array
 from lmcore.metrics import distinct_n, masked_accuracy
 from lmcore.models import BERT, GPT, BERTConfig, GPTConfig, RNNLanguageModel
 from lmcore.ngram import NGramLM
-from lmcore.notebook import show
+from lmcore.notebook import cpu, show
 from lmcore.rng import manual_seed
 from lmcore.scaling import fit_power_law
 from lmcore.train.run_config import load_run_config
@@ -87,11 +87,6 @@ DEVICE = backend.device()
 xp = backend.xp()  # numpy, or cupy on a GPU
 lmcore.notebook.setup()
 BITS = 1 / math.log(2)  # nats to bits
-
-
-def cpu(array) -> np.ndarray:
-    """A NumPy copy of a tensor's or array's values, wherever they live."""
-    return np.asarray(backend.to_device(array.data if isinstance(array, Tensor) else array, "cpu"))
 
 
 # %% [markdown]

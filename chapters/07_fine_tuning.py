@@ -79,7 +79,7 @@ from tqdm.auto import tqdm
 import lmcore
 from lmcore import backend, config, data, nn, optim
 from lmcore import functional as F
-from lmcore.autograd import Tensor, no_grad
+from lmcore.autograd import no_grad
 from lmcore.data import instructions, tasks
 from lmcore.data.padding import BucketBatches, pad_sequences
 from lmcore.metrics import (
@@ -100,7 +100,7 @@ from lmcore.nn.freezing import (
     layerwise_lr_groups,
     unfreeze,
 )
-from lmcore.notebook import show
+from lmcore.notebook import cpu, show
 from lmcore.peft import (
     AdapterConfig,
     BitFitConfig,
@@ -122,11 +122,6 @@ DEVICE = backend.device()
 xp = backend.xp()  # numpy, or cupy on a GPU
 lmcore.notebook.setup()
 CHAPTER_START = time.perf_counter()
-
-
-def cpu(array) -> np.ndarray:
-    """A NumPy copy of a tensor's or array's values, wherever they live."""
-    return np.asarray(backend.to_device(array.data if isinstance(array, Tensor) else array, "cpu"))
 
 
 # %% [markdown]

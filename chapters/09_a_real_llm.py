@@ -86,7 +86,7 @@ from lmcore.models.llama import (
     unpermute_rope_rows,
 )
 from lmcore.nn.quantized import QuantizedLinear, dequantize_rows, quantize_model
-from lmcore.notebook import show
+from lmcore.notebook import cpu, show
 from lmcore.peft import LoraConfig, PeftModel, get_peft_model
 from lmcore.rng import manual_seed
 from lmcore.tokenizers.gguf_bpe import GGUFBPETokenizer, apply_chat_template
@@ -96,11 +96,6 @@ DEVICE = backend.device()
 xp = backend.xp()  # numpy, or cupy on a GPU
 lmcore.notebook.setup()
 chapter_start = time.perf_counter()
-
-
-def cpu(array) -> np.ndarray:
-    """A NumPy copy of a tensor's or array's values, wherever they live."""
-    return np.asarray(backend.to_device(array.data if isinstance(array, Tensor) else array, "cpu"))
 
 
 # %% [markdown]

@@ -106,18 +106,29 @@ def _sample(args) -> int:
         top_p=args.top_p,
         repetition_penalty=args.repetition_penalty,
     )
+    sys.stdout.write(args.prompt)
+    _print_stream(steps, tokenizer)
+    return 0
+
+
+def _print_stream(steps, tokenizer, stop_id: int | None = None) -> str:
+    """Write the text of a stream of tokens (each an array (1,)) as it comes, holding back a
+    character whose bytes are not all out yet; stop before ``stop_id``. Returns the text."""
     new: list[int] = []
     shown = ""
-    sys.stdout.write(args.prompt)
-    for token in steps:  # (1,)
+    for token in steps:
+        if int(token[0]) == stop_id:
+            break
         new.append(int(token[0]))
         text = tokenizer.decode(new)
-        if not text.endswith("\ufffd"):  # a character whose bytes are not all out yet
+        if not text.endswith("\ufffd"):
             sys.stdout.write(text[len(shown) :])
             sys.stdout.flush()
             shown = text
-    sys.stdout.write(tokenizer.decode(new)[len(shown) :] + "\n")
-    return 0
+    text = tokenizer.decode(new)
+    sys.stdout.write(text[len(shown) :] + "\n")
+    sys.stdout.flush()
+    return text
 
 
 def _chat(args) -> int:
@@ -178,20 +189,7 @@ def _chat(args) -> int:
             repetition_penalty=args.repetition_penalty,
             eos_token_id=tokenizer.eos_token_id,
         )
-        new: list[int] = []
-        shown = ""
-        for token in steps:  # (1,)
-            if int(token[0]) == tokenizer.eos_token_id:
-                break
-            new.append(int(token[0]))
-            text = tokenizer.decode(new)
-            if not text.endswith("\ufffd"):  # a character whose bytes are not all out yet
-                sys.stdout.write(text[len(shown) :])
-                sys.stdout.flush()
-                shown = text
-        answer = tokenizer.decode(new)
-        sys.stdout.write(answer[len(shown) :] + "\n")
-        sys.stdout.flush()
+        answer = _print_stream(steps, tokenizer, stop_id=tokenizer.eos_token_id)
         history.append({"role": "assistant", "content": answer})
     return 0
 

@@ -15,7 +15,10 @@ from __future__ import annotations
 import inspect
 import textwrap
 
+import numpy as np
+
 from lmcore import backend, config
+from lmcore.autograd import Tensor
 
 
 def setup() -> None:
@@ -118,3 +121,15 @@ def show_cuda(
             f"show_cuda: no line of {filename} contains {first!r} then {last!r}"
         ) from None
     return Source("\n".join(lines[start:stop]).strip(), f"lmcore/cuda/{filename}", "cuda")
+
+
+def cpu(value) -> np.ndarray:
+    """A NumPy copy of a tensor's or array's values, wherever they live (NumPy or CuPy).
+
+    Example:
+        >>> from lmcore.autograd import Tensor
+        >>> cpu(Tensor([1.0, 2.0]))
+        array([1., 2.], dtype=float32)
+    """
+    data = value.data if isinstance(value, Tensor) else value
+    return np.asarray(backend.to_device(data, "cpu"))
