@@ -327,3 +327,93 @@ def test_errors_name_the_layer_and_the_shapes():
         RNNLanguageModel(5, 4, 4, cell="transformer")
     with pytest.raises(ValueError, match=r"shape \(B, T\)"):
         RNNLanguageModel(5, 4, 4)(np.zeros(6, np.int64))
+
+
+# ---------------------------------------------------------------------------
+# An embedding followed by the first projection: one lookup in their product
+
+
+def _ids(shape, vocab, seed=0):
+    return np.random.default_rng(seed).integers(0, vocab, shape)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_embedding_linear_takes_the_table_path_and_passes_gradcheck(bias):
+    from lmcore import functional as F
+
+    ids = _ids((30, 4), 5)  # N = 120 positions of a vocabulary of 5: the table is cheaper
+    table, weight = rand(5, 3, seed=1), rand(6, 3, seed=2)
+    args = (table, weight) + ((rand(6, seed=3),) if bias else ())
+    assert type(F.embedding_linear(ids, *args).creator).__name__ == "EmbeddingLinear"
+    assert gradcheck(lambda *a: F.embedding_linear(ids, *a), *args)
+
+
+def test_embedding_linear_equals_the_two_operations_in_values_and_gradients():
+    from lmcore import functional as F
+
+    ids = _ids((64, 8), 7, seed=4)
+    results = []
+    for fused in (True, False):
+        table, weight, bias = rand(7, 5, seed=1), rand(12, 5, seed=2), rand(12, seed=3)
+        if fused:
+            out = F.embedding_linear(ids, table, weight, bias)
+        else:
+            out = F.linear(F.embedding(ids, table), weight, bias)
+        (out * rand(*out.shape, seed=9, grad=False)).sum().backward()
+        results.append((out.data, table.grad.data, weight.grad.data, bias.grad.data))
+    for fused, plain in zip(*results):
+        np.testing.assert_allclose(fused, plain, rtol=1e-12, atol=1e-12)
+
+
+def test_embedding_linear_of_a_large_vocabulary_runs_the_two_operations():
+    from lmcore import functional as F
+
+    ids = _ids((3,), 1000)
+    table, weight = rand(1000, 4, seed=1), rand(2, 4, seed=2)
+    out = F.embedding_linear(ids, table, weight)
+    assert type(out.creator).__name__ == "Linear"
+    np.testing.assert_allclose(out.data, table.data[ids] @ weight.data.T)
+    with pytest.raises(TypeError, match="integers"):
+        F.embedding_linear(np.ones(3), table, weight)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_forward_projected_equals_forward(kind):
+    from lmcore import functional as F
+
+    layer = LAYERS[kind](3, 4, num_layers=2, dtype=np.float64)
+    x = rand(5, 2, 3, seed=1)
+    gx = F.linear(x, layer.weight_ih_l0, layer.bias_ih_l0)
+    out, final = layer.forward_projected(gx)
+    expected, expected_final = layer(x)
+    np.testing.assert_allclose(out.data, expected.data, rtol=1e-12)
+    for got, want in zip(
+        final if kind == "lstm" else (final,),
+        expected_final if kind == "lstm" else (expected_final,),
+    ):
+        np.testing.assert_allclose(got.data, want.data, rtol=1e-12)
+    with pytest.raises(
+        ValueError, match=r"\(time, batch, 16\)|\(time, batch, 4\)|\(time, batch, 12\)"
+    ):
+        layer.forward_projected(x)
+    with pytest.raises(ValueError, match="bidirectional"):
+        LAYERS[kind](3, 4, bidirectional=True).forward_projected(
+            np.zeros((5, 2, 4 * GATES[kind]), np.float32)
+        )
+
+
+def test_language_model_gradients_equal_the_embedding_then_the_stack():
+    manual_seed(0)
+    model = RNNLanguageModel(11, 6, 8, num_layers=2, cell="lstm", dtype=np.float64)
+    idx, targets = _ids((3, 40), 11, seed=1), _ids((3, 40), 11, seed=2)
+    _, loss, _ = model(idx, targets)  # B*T = 120 ids of 11 tokens: the product table
+    loss.backward()
+    fused = {name: p.grad.data.copy() for name, p in model.named_parameters()}
+    model.zero_grad()
+    from lmcore import functional as F
+
+    x, _ = model.rnn(model.embedding(idx.T))
+    logits = model.head(x)  # (T, B, V)
+    F.cross_entropy(logits, targets.T).backward()
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(fused[name], p.grad.data, rtol=1e-10, atol=1e-12, err_msg=name)

@@ -4,7 +4,10 @@ One step is forward, loss, backward, AdamW step and zero_grad, in float32, for a
 character-level model (V=76): embedding (width 128) → LSTM (hidden 256, 1 or 2 layers)
 → Linear(256, V), on (B=32, T=64) tokens with cross-entropy at every position. Both
 libraries get the same weights, batches, hyperparameters and thread count, and run the
-model time-major, as cuDNN-style LSTMs prefer.
+model time-major, as cuDNN-style LSTMs prefer. The two compute the same function by
+different routes where the model allows it: torch runs oneDNN's fused LSTM layer, and
+lmcore projects each of the 76 symbols' embeddings once for the first layer
+(:func:`lmcore.functional.embedding_linear`) instead of the 2,048 embedded positions.
 
 The libraries take turns (a few lmcore steps, the same number of torch steps, round
 after round, the order swapped each round) so that both see the same machine load; each

@@ -76,10 +76,12 @@ from lmcore.functional.fused_attention import (
 )
 from lmcore.functional.indexing import (
     Embedding,
+    EmbeddingLinear,
     GetItem,
     MaskedFill,
     Where,
     embedding,
+    embedding_linear,
     getitem,
     masked_fill,
     where,
@@ -122,7 +124,7 @@ __all__ = [
     "add", "sub", "mul", "div", "pow", "neg", "matmul", "linear",
     "sum", "mean", "max", "min", "argmax",
     "reshape", "flatten", "unsqueeze", "squeeze", "transpose", "permute",
-    "getitem", "embedding", "cat", "stack", "split",
+    "getitem", "embedding", "embedding_linear", "cat", "stack", "split",
     "exp", "log", "tanh", "sigmoid", "relu", "gelu", "softmax", "log_softmax",
     "dropout", "where", "masked_fill", "cross_entropy", "mse_loss", "layer_norm",
     "residual_layer_norm", "scaled_dot_product_attention", "split_heads", "merge_heads",
@@ -130,7 +132,7 @@ __all__ = [
     "cast", "to_device",
     # the operations themselves (Functions with forward and backward), for reading and reuse
     "Add", "Sub", "Mul", "Div", "Pow", "Neg", "MatMul", "Linear", "Sum", "Mean", "Max",
-    "Reshape", "Permute", "Concat", "Stack", "Split", "GetItem", "Embedding", "Where",
+    "Reshape", "Permute", "Concat", "Stack", "Split", "GetItem", "Embedding", "EmbeddingLinear", "Where",
     "MaskedFill", "Exp", "Log", "Tanh", "Sigmoid", "ReLU", "GELU", "Softmax", "LogSoftmax",
     "Dropout", "CrossEntropy", "LayerNorm", "ResidualLayerNorm", "ScaledDotProductAttention",
     "SplitHeads", "MergeHeads", "Rotary", "RNNRecurrence", "LSTMRecurrence",

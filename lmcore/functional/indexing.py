@@ -8,8 +8,10 @@ import numpy as np
 
 from lmcore import backend
 from lmcore.autograd import Function, Tensor, _data_of
+from lmcore.functional.arithmetic import linear
 from lmcore.functional.common import (
     _as_tensor,
+    _sum_rows,
     _tensors,
     _unbroadcast,
 )
@@ -117,6 +119,71 @@ def embedding(input, weight: Tensor) -> Tensor:
     if indices.dtype.kind not in "iu":
         raise TypeError(f"embedding indices must be integers, got dtype {indices.dtype}")
     return Embedding(indices)(weight)
+
+
+class EmbeddingLinear(Function):
+    """``embedding(ids, table) @ weight.T + bias`` through the product table: every row of
+    ``table @ weight.T + bias`` (V, out) is computed once and the output gathers them, and
+    the backward sums the gradient rows per token (a (V, N) one-hot product) before two
+    small products give the gradients of ``table`` and ``weight``. The same numbers as the
+    two operations in turn, with V instead of N rows in every product."""
+
+    def __init__(self, indices):
+        self.indices = indices
+
+    def forward(self, table, weight, bias=None):
+        self.table, self.weight = table, weight  # (V, D), (out, D)
+        rows = table @ weight.T  # (V, out): the output of every token id
+        if bias is not None:
+            rows += bias
+        return rows[self.indices]  # (..., out)
+
+    def backward(self, grad):
+        xp = backend.get_array_module(grad)
+        flat = self.indices.reshape(-1)  # (N,)
+        per_token = _scatter_add_rows(xp, self.table.shape[0], flat, grad.reshape(flat.size, -1))
+        grads = (  # per_token (V, out)
+            per_token @ self.weight if self.needs_grad[0] else None,  # (V, D)
+            per_token.T @ self.table if self.needs_grad[1] else None,  # (out, D)
+        )
+        if len(self.needs_grad) == 3:
+            grads += (_sum_rows(per_token) if self.needs_grad[2] else None,)  # (out,)
+        return grads
+
+
+def embedding_linear(input, table: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``linear(embedding(input, table), weight, bias)``: the rows of ``table`` (V, D)
+    picked by the integer ids ``input`` (...,), then projected by ``weight`` (out, D) →
+    (..., out).
+
+    An embedding followed by a linear map is a lookup in their product: token v always
+    becomes ``table[v] @ weight.T + bias``. When the vocabulary is small against the
+    number of ids (a character model's 76 symbols against a batch of 2,048 positions),
+    projecting the V rows of the table once, and summing the gradient per token before
+    the backward products, does several times fewer multiply-adds than projecting N
+    gathered rows; otherwise the two operations run in turn. Both give the same values.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> table = Tensor(rng.standard_normal((5, 3)), requires_grad=True)
+        >>> weight = Tensor(rng.standard_normal((4, 3)), requires_grad=True)
+        >>> ids = rng.integers(0, 5, (2, 100))
+        >>> fused = embedding_linear(ids, table, weight)
+        >>> bool(np.allclose(fused.data, embedding(ids, table).data @ weight.data.T))
+        True
+    """
+    indices = _data_of(input)
+    xp = backend.get_array_module(table.data)
+    indices = xp.asarray(indices)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"embedding indices must be integers, got dtype {indices.dtype}")
+    (V, D), N = table.shape, indices.size
+    # Multiply-adds of forward and backward: 3·N·D·out in turn; 3·V·D·out + V·N·out fused
+    # (the one-hot sum, used for tables of up to 128 rows).
+    if V <= 128 and V * (3 * D + N) < 3 * N * D:
+        inputs = (table, weight) if bias is None else (table, weight, bias)
+        return EmbeddingLinear(indices)(*inputs)
+    return linear(embedding(indices, table), weight, bias)
 
 
 class Where(Function):

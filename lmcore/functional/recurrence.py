@@ -66,7 +66,7 @@ def _sigmoid_of_negated_(xp, u):
     with np.errstate(over="ignore"):
         xp.exp(u, out=u)
     u += 1
-    xp.reciprocal(u, out=u)
+    xp.divide(1, u, out=u)  # NumPy's reciprocal of float32 is slower than this division
 
 
 def _derivative_times_(xp, out, y, times, tanh: bool):

@@ -80,8 +80,13 @@ class RNNLanguageModel(nn.Module):
         idx = self._checked_ids(idx)
         # Time-major inside: the embedding gathers (T, B, E) directly and the recurrence
         # reads contiguous steps; the logits go back to (B, T, V) as a view.
-        x = self.dropout(self.embedding(idx.T))  # (T, B, E)
-        x, state = self.rnn(x, state)  # (T, B, H)
+        if self.training and self.dropout.p > 0:
+            x, state = self.rnn(self.dropout(self.embedding(idx.T)), state)  # (T, B, H)
+        else:  # nothing between the embedding and the first projection: one lookup
+            gx = F.embedding_linear(  # (T, B, G*H)
+                idx.T, self.embedding.weight, self.rnn.weight_ih_l0, self.rnn.bias_ih_l0
+            )
+            x, state = self.rnn.forward_projected(gx, state)  # (T, B, H)
         logits = self.head(self.dropout(x))  # (T, B, V)
         if targets is None:
             return logits.transpose(0, 1), state

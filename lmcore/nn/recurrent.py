@@ -33,7 +33,12 @@ import numpy as np
 from lmcore import backend
 from lmcore import functional as F
 from lmcore.autograd import Tensor
-from lmcore.functional.recurrence import NONLINEARITIES, gru_layer, lstm_layer, rnn_layer
+from lmcore.functional.recurrence import (
+    NONLINEARITIES,
+    GRURecurrence,
+    LSTMRecurrence,
+    RNNRecurrence,
+)
 from lmcore.nn import init
 from lmcore.nn.module import Module, Parameter
 
@@ -80,18 +85,23 @@ class _Recurrent(Module):
         for param in self.parameters():
             init.uniform_(param, -bound, bound)
 
-    def _layer(self, x: Tensor, state: tuple[Tensor, ...], suffix: str):
+    def _layer(self, x: Tensor | None, state: tuple[Tensor, ...], suffix: str, projected=None):
         """One layer over ``x`` (T, B, in) from ``state`` ((h0,) or (h0, c0), each (B, H)):
-        returns (output (T, B, H), h_T) or, for an LSTM, (output, h_T, c_T)."""
-        weights = [
+        returns (output (T, B, H), h_T) or, for an LSTM, (output, h_T, c_T). ``projected``,
+        when given, is the input projection ``x @ W_ih^T + b_ih`` (T, B, G*H) already made."""
+        w_ih, w_hh, b_ih, b_hh = (
             getattr(self, name + suffix)
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        ]
+        )
+        gx = F.linear(x, w_ih, b_ih) if projected is None else projected  # (T, B, G*H)
         if self.mode == "lstm":
-            return lstm_layer(x, *state, *weights)
-        if self.mode == "gru":
-            return gru_layer(x, *state, *weights)
-        return rnn_layer(x, *state, *weights, nonlinearity=self.nonlinearity)
+            recurrence = LSTMRecurrence()
+        elif self.mode == "gru":
+            recurrence = GRURecurrence()
+        else:
+            recurrence = RNNRecurrence(self.nonlinearity)
+        inputs = (gx, *state, w_hh)
+        return recurrence(*inputs) if b_hh is None else recurrence(*inputs, b_hh)
 
     def _zeros(self, *shape: int) -> Tensor:
         """A zero state on the device and with the dtype of the weights."""
@@ -165,18 +175,59 @@ class _RecurrentStack(_Recurrent):
         x = _as_tensor(input)
         unbatched = x.ndim == 2
         x = self._time_major(x)  # (T, B, I)
-        B = x.shape[1]
-        directions = self._directions()
-        L, D, H = self.num_layers, len(directions), self.hidden_size
+        states = self._initial_states(hx, x.shape[1], unbatched)
+        x, final = self._run(x, states)
+        if unbatched:
+            x, final = x.squeeze(1), tuple(s.squeeze(1) for s in final)  # (T, H), (L, H)
+        elif self.batch_first:
+            x = x.transpose(0, 1)  # (B, T, H)
+        return x, (final if self.mode == "lstm" else final[0])
+
+    def forward_projected(self, input_projection, hx=None):
+        """The stack run from the first layer's input projection, ``x @ W_ih_l0^T + b_ih_l0``
+        (T, B, G*H), made by the caller: time-major (also with ``batch_first``), batched,
+        one direction only. Returns what :meth:`forward` returns for ``x``. A language model uses it with
+        :func:`lmcore.functional.embedding_linear`, which projects each token of a small
+        vocabulary once.
+
+        Example:
+            >>> import numpy as np
+            >>> lstm = LSTM(3, 4)
+            >>> x = Tensor(np.ones((5, 2, 3), np.float32))
+            >>> gx = F.linear(x, lstm.weight_ih_l0, lstm.bias_ih_l0)  # (5, 2, 16)
+            >>> bool(np.allclose(lstm.forward_projected(gx)[0].numpy(), lstm(x)[0].numpy()))
+            True
+        """
+        gx = _as_tensor(input_projection)
+        width = self.gates * self.hidden_size
+        if self.bidirectional or gx.ndim != 3 or gx.shape[-1] != width or gx.shape[0] == 0:
+            raise ValueError(
+                f"{self!r}.forward_projected expects the first layer's input projection of "
+                f"shape (time, batch, {width}) for one direction, got {tuple(gx.shape)}"
+                f"{' on a bidirectional stack' if self.bidirectional else ''}; call the "
+                "module on the input itself instead."
+            )
+        x, final = self._run(None, self._initial_states(hx, gx.shape[1], False), gx)
+        if self.batch_first:
+            x = x.transpose(0, 1)  # (B, T, H)
+        return x, (final if self.mode == "lstm" else final[0])
+
+    def _initial_states(self, hx, batch: int, unbatched: bool) -> tuple[Tensor, ...]:
+        """The initial states, each (num_layers*D, B, H): zeros, or ``hx`` checked."""
+        L, D, H = self.num_layers, len(self._directions()), self.hidden_size
         if hx is None:
             count = 2 if self.mode == "lstm" else 1
-            states = tuple(self._zeros(L * D, B, H) for _ in range(count))
-        else:
-            states = self._split_state(hx, (L * D, H) if unbatched else (L * D, B, H))
-            if unbatched:
-                states = tuple(s.unsqueeze(1) for s in states)  # (L*D, 1, H)
+            return tuple(self._zeros(L * D, batch, H) for _ in range(count))
+        states = self._split_state(hx, (L * D, H) if unbatched else (L * D, batch, H))
+        return tuple(s.unsqueeze(1) for s in states) if unbatched else states  # (L*D, B, H)
+
+    def _run(self, x, states, projected=None):
+        """Every layer and direction over ``x`` (T, B, I) from ``states`` → (output
+        (T, B, D*H), final states); ``projected`` replaces the first layer's projection."""
+        directions = self._directions()
+        D = len(directions)
         finals = []
-        for k in range(L):
+        for k in range(self.num_layers):
             if k > 0 and self.training and self.dropout > 0:
                 x = F.dropout(x, self.dropout)
             outputs = []
@@ -186,16 +237,13 @@ class _RecurrentStack(_Recurrent):
                     out, *final = self._layer(x[::-1], start, f"_l{k}{direction}")
                     out = out[::-1]
                 else:
-                    out, *final = self._layer(x, start, f"_l{k}")
+                    first = projected if k == 0 else None
+                    out, *final = self._layer(x, start, f"_l{k}", first)
                 outputs.append(out)  # (T, B, H)
                 finals.append(final)
             x = outputs[0] if D == 1 else F.cat(outputs, dim=-1)  # (T, B, D*H)
         final = tuple(F.stack(list(layer_states), dim=0) for layer_states in zip(*finals))
-        if unbatched:
-            x, final = x.squeeze(1), tuple(s.squeeze(1) for s in final)  # (T, H), (L, H)
-        elif self.batch_first:
-            x = x.transpose(0, 1)  # (B, T, H)
-        return x, (final if self.mode == "lstm" else final[0])
+        return x, final
 
     def _time_major(self, x: Tensor) -> Tensor:
         """``x`` checked and made (T, B, I)."""
