@@ -269,16 +269,18 @@ show(StateCarrier, lines=slice(0, 28))
 # ## A vanilla RNN on Shakespeare
 #
 # Every model in this chapter trains under the same budget: the same number of optimizer steps
-# on the same number of predicted characters per step ($B = 32$ rows of $T$ characters), with
+# on the same number of predicted characters per step ($B$ rows of $T$ characters), with
 # AdamW, a short warm-up and a cosine decay of the learning rate, and gradients clipped to norm
 # 1 (more on clipping below). The validation loss is measured once at the end, on the whole
 # validation text with the state carried, in nats per character as in chapter 2.
 
 # %%
-STEPS = config.pick(quick=150, standard=1_500)
-BATCH, BLOCK = 32, config.pick(quick=32, standard=64)
-EMBED, HIDDEN = config.pick(quick=32, standard=48), config.pick(quick=128, standard=256)
-LR = 1e-2
+STEPS = config.pick(quick=150, standard=1_500, full=3_000)
+BATCH = config.pick(quick=32, standard=32, full=64)
+BLOCK = config.pick(quick=32, standard=64, full=128)
+EMBED = config.pick(quick=32, standard=48, full=64)
+HIDDEN = config.pick(quick=128, standard=256, full=512)
+LR = config.pick(quick=1e-2, standard=1e-2, full=3e-3)  # wider layers want smaller steps
 print(
     f"{STEPS} steps of {BATCH} x {BLOCK} characters = {STEPS * BATCH * BLOCK:,} predicted "
     f"characters ({STEPS * BATCH * BLOCK / len(train_ids):.2f} passes over the training text)"
@@ -625,8 +627,8 @@ manual_seed(0)
 models["MLP"] = MLPLanguageModel(
     V,
     CONTEXT,
-    embed_dim=config.pick(quick=16, standard=32),
-    hidden=config.pick(quick=256, standard=512),
+    embed_dim=config.pick(quick=16, standard=32, full=64),
+    hidden=config.pick(quick=256, standard=512, full=2048),
 )
 histories["MLP"] = fit(
     models["MLP"],
@@ -653,8 +655,8 @@ for name in ("MLP", "RNN", "GRU", "LSTM"):  # every model learned far more than 
 if PROFILE != "quick":  # the gated networks beat the MLP and the vanilla RNN of the same budget
     assert loss["LSTM"] < loss["MLP"] - 0.05 and loss["GRU"] < loss["MLP"] - 0.05
     assert loss["LSTM"] < loss["RNN"] - 0.05 and loss["GRU"] < loss["RNN"] - 0.05
-    assert abs(loss["RNN"] - loss["MLP"]) < 0.05  # the vanilla RNN is level with the MLP
 if PROFILE == "standard":  # the figures the text below quotes
+    assert abs(loss["RNN"] - loss["MLP"]) < 0.05  # the vanilla RNN is level with the MLP
     assert abs(loss["LSTM"] - 1.51) < 0.03 and abs(loss["GRU"] - 1.52) < 0.03
     assert abs(loss["MLP"] - 1.60) < 0.03 and abs(loss["RNN"] - 1.61) < 0.03
 
@@ -693,6 +695,14 @@ plt.show()
 # barely begun and their order is not settled; the LSTM, the slowest starter, is even last of
 # the three recurrent networks there. So `quick` checks only that each model has learned far
 # more than the letter frequencies of the unigram model.
+#
+# The `full` profile, meant for a GPU, doubles the batch to 64 rows and the rows to 128
+# characters, widens every network (hidden size 512, and the MLP of chapter 3's `full`
+# profile) and trains for 3,000 steps, about six passes over the plays, at a smaller learning
+# rate of $3 \times 10^{-3}$ that wider layers need. There the gated networks are expected
+# to stay ahead of the MLP and the vanilla RNN (the same assertions check it when it runs)
+# and the LSTM to come close to the 6-gram, or pass it; the book has no measured `full`
+# numbers yet, and the table below prints the ones of your run.
 #
 # Samples, side by side, each from the same prompt with the same seed and temperature 0.8:
 
@@ -980,9 +990,11 @@ assert cheat.val_loss[-1] < 0.5 * best_honest  # it reads the answer
 # every neural model trained for the same number of steps and predicted characters, with the
 # same learning rate and clipping. The `quick` profile trains for 150 steps of 32 × 32
 # characters on the first 500,000 training characters (hidden size 128) and scores the first
-# 50,000 validation characters; `standard` (and `full`) trains for 1,500 steps of 32 × 64
-# characters (hidden size 256, 3.1 million predicted characters) on all 4.1 million and scores
-# all 346,000. Training times are on two CPU cores shared with other work, so take them as
+# 50,000 validation characters; `standard` trains for 1,500 steps of 32 × 64 characters
+# (hidden size 256, 3.1 million predicted characters) on all 4.1 million and scores all
+# 346,000. `full` trains for 3,000 steps of 64 × 128 characters with hidden size 512 on the
+# same data: meant for a GPU, it has no column here yet, and the cell below prints its
+# numbers. Training times are on two CPU cores shared with other work, so take them as
 # ratios more than as absolute numbers.
 #
 # | model | val nats/char, `quick` | val nats/char, `standard` | perplexity, `standard` | parameters, `standard` | training time, `standard` |

@@ -324,6 +324,36 @@ def test_mlp_and_block():
     np.testing.assert_array_equal(block(x).numpy(), x.numpy())
 
 
+@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("residual", [True, False])
+def test_block_arrangements_compute_what_they_say(norm_first, residual):
+    manual_seed(0)
+    block = Block(8, 2, norm_first=norm_first, residual=residual).to("float64")
+    x = random(2, 5, 8)
+    # The same arrangement written out from the block's own layers.
+    h = x
+    for norm, layer in ((block.ln_1, block.attn), (block.ln_2, block.mlp)):
+        if norm_first:
+            h = h + layer(norm(h)) if residual else layer(norm(h))
+        else:
+            h = norm(h + layer(h)) if residual else norm(layer(h))
+    np.testing.assert_allclose(block(x).numpy(), h.numpy(), rtol=1e-12, atol=1e-12)
+    assert gradcheck(block, x)
+    arrangement = repr(block)
+    assert ("norm_first=False" in arrangement) is not norm_first
+    assert ("residual=False" in arrangement) is not residual
+
+
+def test_post_norm_normalizes_the_stream_and_pre_norm_leaves_it_alone():
+    manual_seed(0)
+    x = random(2, 5, 8, scale=10.0, requires_grad=False)
+    post = Block(8, 2, norm_first=False).to("float64")(x).numpy()
+    np.testing.assert_allclose(post.mean(-1), 0, atol=1e-6)  # LayerNorm's output, gain 1
+    np.testing.assert_allclose(post.std(-1), 1, atol=1e-3)
+    pre = Block(8, 2).to("float64")(x).numpy()
+    assert pre.std(-1).mean() > 5  # the stream keeps the input's scale
+
+
 def test_values_may_be_wider_or_narrower_than_keys():
     g = np.random.default_rng(3)
     q, k = g.normal(size=(2, 3, 4, 5)), g.normal(size=(2, 3, 6, 5))

@@ -323,6 +323,66 @@ def test_instruction_loss_is_masked_to_the_response_and_packing_keeps_it():
     assert np.isfinite(loss.item())
 
 
+@pytest.mark.parametrize("positional", ["learned", "sinusoidal", "rotary"])
+def test_a_packed_example_has_the_logits_of_the_example_alone(positional):
+    rng.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=30, block_size=24, n_layer=2, n_head=2, n_embd=16,
+                          positional=positional), dtype="float64")  # fmt: skip
+    generator = np.random.default_rng(0)
+    pairs = []
+    for length in (9, 7, 5, 3):
+        ids = generator.integers(1, 30, length + 1)
+        pairs.append((ids[:-1], ids[1:]))
+    x, y, positions = ins.pack_examples(pairs, 24, pad_token_id=0, return_position_ids=True)
+    assert x.shape == (1, 24)  # 9 + 7 + 5 + 3: all four in one row
+    assert positions[0].tolist() == [*range(9), *range(7), *range(5), *range(3)]
+    with no_grad():
+        packed = model(x, position_ids=positions).numpy()[0]
+        plain = model(x).numpy()[0]  # packing without the positions and the mask
+        start = 0
+        for a, _ in pairs:
+            alone = model(a[None]).numpy()[0]
+            np.testing.assert_allclose(packed[start : start + len(a)], alone, rtol=1e-9,
+                                       atol=1e-12)  # fmt: skip
+            if start:  # plain packing lets a later example see the ones before it
+                assert not np.allclose(plain[start : start + len(a)], alone, atol=1e-6)
+            start += len(a)
+        # the loss of the packed row is the loss of the four examples' targets alone
+        _, loss = model(x, y, position_ids=positions)
+        alone_nats = [model(a[None], b[None])[1].item() * len(b) for a, b in pairs]
+    assert np.isclose(loss.item(), sum(alone_nats) / sum(len(b) for _, b in pairs), rtol=1e-12)
+
+
+def test_attention_under_a_document_mask_passes_a_gradient_check():
+    from lmcore.nn.attention import MultiHeadAttention, document_mask
+
+    rng.manual_seed(0)
+    attn = MultiHeadAttention(8, 2, dtype="float64")
+    mask = document_mask(np.array([[0, 1, 2, 0, 1], [0, 1, 2, 3, 4]]))
+    assert mask.shape == (2, 5, 5) and not mask[0, 3, :3].any() and mask[1].all()
+    x = Tensor(np.random.default_rng(0).normal(size=(2, 5, 8)), requires_grad=True)
+    assert gradcheck(lambda t: attn(t, mask), x)
+    with pytest.raises(ValueError, match=r"or \(B, Tq, Tk\)"):
+        attn(x, mask[:, :4])
+
+
+def test_packed_rows_train_with_position_ids_and_pad_at_the_end():
+    pairs = [(np.arange(1, 4), np.arange(2, 5)), (np.arange(1, 3), np.arange(2, 4))]
+    x, y, positions = ins.pack_examples(pairs, 8, pad_token_id=0, return_position_ids=True)
+    assert positions.tolist() == [[0, 1, 2, 0, 1, 0, 1, 2]] and x[0, 5:].tolist() == [0] * 3
+    model = gpt()
+    model.zero_grad()
+    _, loss = model(x, y, position_ids=positions)
+    loss.backward()
+    assert np.isfinite(loss.item()) and all(p.grad is not None for p in model.parameters())
+    with pytest.raises(ValueError, match="position_ids must be integers of the shape"):
+        model(x, position_ids=positions[:, :4])
+    with pytest.raises(ValueError, match="position_ids must lie in 0 to block_size - 1"):
+        model(x, position_ids=positions + CONFIG.block_size)
+    with pytest.raises(ValueError, match="cannot continue a KVCache"):
+        model(x, position_ids=positions, past_key_values=model.new_cache(1))
+
+
 def test_play_instructions_come_from_the_split_only():
     rows = ins.play_instructions("test", per_play=2)
     assert len(rows) == 3 * 3 * 2 and {r.source for r in rows} == {

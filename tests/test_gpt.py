@@ -83,6 +83,26 @@ def test_dropout_in_training_is_reproducible_from_the_seed():
     assert model.eval()(idx, targets=idx)[1].item() != losses[0]
 
 
+@pytest.mark.parametrize(
+    "arrangement",
+    [dict(norm_first=False), dict(residual=False), dict(norm_first=False, residual=False)],
+)
+def test_block_arrangements_reach_every_block_and_keep_the_parameters(arrangement):
+    model, plain = tiny_gpt(**arrangement), tiny_gpt()
+    assert all(
+        (block.norm_first, block.residual)
+        == (arrangement.get("norm_first", True), arrangement.get("residual", True))
+        for block in model.h
+    )
+    assert list(model.state_dict()) == list(plain.state_dict())
+    idx = token_ids()
+    assert not np.allclose(model(idx).numpy(), plain(idx).numpy())
+    logits = model(idx).numpy()  # causal in every arrangement
+    changed = idx.copy()
+    changed[:, 6:] = (changed[:, 6:] + 7) % 50
+    np.testing.assert_allclose(model(changed).numpy()[:, :6], logits[:, :6], atol=1e-12)
+
+
 # -- causality -------------------------------------------------------------------------------
 
 
@@ -330,6 +350,8 @@ def test_gpt2_exchange_errors():
         GPT.from_gpt2_state_dict({"weight": np.zeros(3)})
     with pytest.raises(ValueError, match="learned positions"):
         tiny_gpt(positional="rotary").to_gpt2_state_dict()
+    with pytest.raises(ValueError, match="pre-norm residual"):
+        tiny_gpt(norm_first=False).to_gpt2_state_dict()
 
 
 def test_gpt2_head_count_defaults_to_width_over_64():

@@ -250,6 +250,35 @@ def test_prompt_tuning_trains_the_prompt_only(tmp_path):
         model(np.zeros((1, 15), np.int64))  # 3 + 15 positions > 16
 
 
+def test_prompt_tuned_generation_reads_the_soft_prompt():
+    """Greedy generation of a prompt-tuned GPT equals a loop that puts the soft prompt
+    before the ids and takes the argmax of the model's forward, step by step, past the
+    block too; it differs from the base model's, and the cache changes nothing."""
+    base = gpt()
+    plain = base.generate(IDS[:1, :4], 20, temperature=0)
+    model = get_peft_model(base, PromptTuningConfig(num_virtual_tokens=3, seed=1))
+    model.prompt_embeddings.data[...] *= 20  # a prompt strong enough to change the argmax
+    tuned = model.generate(IDS[:1, :4], 20, temperature=0)  # 3 + 24 > block_size 16
+    ids = IDS[:1, :4]
+    room = CONFIG.block_size - 3
+    with no_grad():
+        for _ in range(20):
+            step = model(ids[:, -room:]).numpy()[:, -1]  # the forward: prompt before the ids
+            ids = np.concatenate([ids, step.argmax(-1)[:, None]], axis=1)
+    np.testing.assert_array_equal(tuned, ids)
+    assert not np.array_equal(tuned, plain)
+    np.testing.assert_array_equal(
+        model.generate(IDS[:1, :4], 20, temperature=0, use_cache=False), tuned
+    )
+    sampled = model.generate(IDS[:2, :4], 8, top_k=5, seed=3)
+    assert sampled.shape == (2, 12)
+    np.testing.assert_array_equal(
+        sampled, model.generate(IDS[:2, :4], 8, top_k=5, seed=3, use_cache=False)
+    )
+    with pytest.raises(TypeError, match="classifies and does not generate"):
+        get_peft_model(SequenceClassifier(gpt(), 2), PromptTuningConfig(3)).generate(IDS[:1], 2)
+
+
 def test_bitfit_trains_biases_and_head():
     model = get_peft_model(TokenClassifier(gpt(), 4), BitFitConfig())
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]

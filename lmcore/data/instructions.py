@@ -6,7 +6,7 @@ the examples themselves.
 * :func:`encode_instruction` gives the (inputs, targets) pair a GPT trains on, with target
   -100 wherever the next token is still the prompt, so only the response is learned.
 * :func:`pack_examples` puts several short examples in one row of ``block_size`` tokens,
-  so a batch holds little padding.
+  so a batch holds little padding; with its position ids, each example sees itself alone.
 * :func:`chatterbot_pairs`: question/answer pairs of the ``chatterbot-corpus`` package
   (PyPI ``chatterbot-corpus==1.3.3``, ``chatterbot_corpus/data/english/*.yml``, by Gunther
   Cox and contributors; licence BSD, as the package's metadata declares: classifier
@@ -116,18 +116,31 @@ def encode_instruction(
 
 
 def pack_examples(
-    pairs: Sequence[tuple[np.ndarray, np.ndarray]], block_size: int, pad_token_id: int
-) -> tuple[np.ndarray, np.ndarray]:
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    block_size: int,
+    pad_token_id: int,
+    return_position_ids: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Pack ``(x, y)`` pairs into rows of ``block_size`` positions, first fit by
     decreasing length: ``x`` (N, block_size) padded with ``pad_token_id`` and ``y`` with
-    -100. Examples sharing a row can attend to those before them (plain packing, as most
-    fine-tuning recipes do); each still learns its own response only.
+    -100. Each example learns its own response only.
+
+    With ``return_position_ids`` also ``position_ids`` (N, block_size), counting from 0
+    in each example (and in the padding at the end of a row). Given to a GPT
+    (``model(x, y, position_ids=position_ids)``), they restart the positions and keep each
+    example's attention inside the example (:func:`~lmcore.nn.attention.document_mask`),
+    so a packed example's logits are those of the example alone. Without them the
+    examples of a row can attend to those before them, and read positions shifted by
+    the examples before them (plain packing).
 
     Example:
         >>> pairs = [(np.arange(3), np.arange(3)), (np.arange(2), np.arange(2)), (np.arange(4), np.arange(4))]
         >>> x, y = pack_examples(pairs, block_size=5, pad_token_id=0)
         >>> x.shape, (y != -100).sum(axis=1).tolist()
         ((2, 5), [4, 5])
+        >>> pack_examples(pairs, block_size=5, pad_token_id=0, return_position_ids=True)[2]
+        array([[0, 1, 2, 3, 0],
+               [0, 1, 2, 0, 1]])
     """
     if block_size < 1:
         raise ValueError(f"block_size must be positive, got {block_size}")
@@ -151,14 +164,17 @@ def pack_examples(
         room[row] -= length
     x = np.full((len(rows), block_size), pad_token_id, dtype=np.int64)
     y = np.full((len(rows), block_size), IGNORE_INDEX, dtype=np.int64)
+    positions = np.zeros((len(rows), block_size), dtype=np.int64)
     for r, members in enumerate(rows):
         start = 0
         for i in members:
             a, b = pairs[i]
             x[r, start : start + len(a)] = a
             y[r, start : start + len(b)] = b
+            positions[r, start : start + len(a)] = np.arange(len(a))
             start += len(a)
-    return x, y
+        positions[r, start:] = np.arange(block_size - start)  # the padding: one more run
+    return (x, y, positions) if return_position_ids else (x, y)
 
 
 def chatterbot_pairs(categories: Sequence[str] | None = None) -> list[Instruction]:

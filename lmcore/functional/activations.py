@@ -200,7 +200,7 @@ class GELU(Function):
             with np.errstate(over="ignore"):
                 xp.exp(s, out=s)
             s += 1
-            xp.reciprocal(s, out=s)
+            xp.divide(1, s, out=s)  # faster than NumPy's float32 reciprocal
         else:
             xp.tanh(s, out=s)
             s += 1

@@ -37,10 +37,11 @@ import numpy as np
 from lmcore import backend
 from lmcore import functional as F
 from lmcore.atomic import write_atomically
+from lmcore.autograd import Tensor
 from lmcore.generate import generate
 from lmcore.models.token_ids import checked_token_ids
 from lmcore.nn import init
-from lmcore.nn.attention import KVCache, SinusoidalPositionalEncoding
+from lmcore.nn.attention import KVCache, SinusoidalPositionalEncoding, document_mask
 from lmcore.nn.layers import Dropout, Embedding, LayerNorm, Linear
 from lmcore.nn.module import Module, ModuleList
 from lmcore.nn.transformer import Block
@@ -92,6 +93,10 @@ class GPTConfig:
         bias: biases in Linear and LayerNorm layers (GPT-2: True).
         tie_weights: ``lm_head`` shares its weight with the token embedding ``wte``.
         positional: "learned" (GPT-2's ``wpe``), "sinusoidal" (fixed) or "rotary" (RoPE).
+        norm_first, residual: the arrangement of each :class:`~lmcore.nn.transformer.Block`:
+            GPT-2's pre-norm residual blocks (True, True), post-norm (``norm_first=False``)
+            or no identity path (``residual=False``), for comparing them; only GPT-2's
+            arrangement exchanges weights with GPT-2 checkpoints.
     """
 
     vocab_size: int
@@ -103,6 +108,8 @@ class GPTConfig:
     bias: bool = True
     tie_weights: bool = True
     positional: str = "learned"
+    norm_first: bool = True
+    residual: bool = True
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
@@ -142,7 +149,17 @@ class GPT(Module):
         self.drop = Dropout(c.dropout)
         rotary = c.positional == "rotary"
         self.h = ModuleList(
-            Block(c.n_embd, c.n_head, c.dropout, c.bias, rotary=rotary, layer_idx=i, **kinds)
+            Block(
+                c.n_embd,
+                c.n_head,
+                c.dropout,
+                c.bias,
+                rotary=rotary,
+                layer_idx=i,
+                norm_first=c.norm_first,
+                residual=c.residual,
+                **kinds,
+            )
             for i in range(c.n_layer)
         )
         self.ln_f = LayerNorm(c.n_embd, bias=c.bias, **kinds)
@@ -162,7 +179,9 @@ class GPT(Module):
                 init.zeros_(module.bias)
 
     # -- forward ---------------------------------------------------------------------
-    def forward(self, idx, targets=None, padding_mask=None, past_key_values=None):
+    def forward(
+        self, idx, targets=None, padding_mask=None, past_key_values=None, position_ids=None
+    ):
         """Logits (B, T, V) for token ids ``idx`` (B, T); with ``targets`` (B, T) also the
         mean cross-entropy (targets of -100 are ignored). ``padding_mask`` (B, T) is True at
         real tokens.
@@ -171,14 +190,23 @@ class GPT(Module):
         :meth:`new_cache`; inference only) holds the tokens before ``idx``: ``idx`` then
         continues them, at positions ``start`` to ``start + T`` where ``start`` is
         ``past_key_values.get_seq_length()``, and adds its keys and values to the cache.
+
+        ``position_ids`` (B, T) are for rows that pack several examples (see
+        :func:`lmcore.data.instructions.pack_examples`): each example's positions count
+        from 0, and each example attends to its own tokens only
+        (:func:`~lmcore.nn.attention.document_mask`), so its logits are those of the
+        example alone. Rotary positions depend on distances only and need the mask alone.
         """
         idx = self._checked_ids(idx)
         xp = backend.get_array_module(idx)
         start = 0 if past_key_values is None else past_key_values.get_seq_length()
         self._check_length(start, idx.shape[1])
+        positions = xp.arange(start, start + idx.shape[1])  # (T,)
+        if position_ids is not None:
+            positions, padding_mask = self._packed(position_ids, padding_mask, idx, past_key_values)
         x = self.wte(idx)  # (B, T, C)
         if self.wpe is not None:
-            x = x + self.wpe(xp.arange(start, start + idx.shape[1]))  # + (T, C)
+            x = x + self.wpe(positions)  # + (T, C), or (B, T, C) when packed
         x = self.drop(x)
         for block in self.h:
             x = block(x, padding_mask, past_key_values)
@@ -186,6 +214,38 @@ class GPT(Module):
         if targets is None:
             return logits
         return logits, F.cross_entropy(logits, targets)
+
+    def _packed(self, position_ids, padding_mask, idx, past_key_values):
+        """Positions (B, T) and the attention mask (B, T, T) of packed rows."""
+        if past_key_values is not None:
+            raise ValueError(
+                "GPT: position_ids are for packed rows read whole; they cannot continue a "
+                "KVCache (past_key_values)"
+            )
+        xp = backend.get_array_module(idx)
+        positions = xp.asarray(
+            position_ids.data if isinstance(position_ids, Tensor) else position_ids
+        )
+        if positions.shape != idx.shape or positions.dtype.kind not in "iu":
+            raise ValueError(
+                f"GPT: position_ids must be integers of the shape of idx {tuple(idx.shape)}, "
+                f"got {positions.dtype} {tuple(positions.shape)}"
+            )
+        if positions.size and not 0 <= int(positions.min()) <= int(positions.max()) < (
+            self.config.block_size
+        ):
+            raise ValueError(
+                f"GPT: position_ids must lie in 0 to block_size - 1 = "
+                f"{self.config.block_size - 1}, got {int(positions.min())} to "
+                f"{int(positions.max())}"
+            )
+        mask = document_mask(positions)  # (B, T, T)
+        if padding_mask is not None:
+            padding = xp.asarray(
+                padding_mask.data if isinstance(padding_mask, Tensor) else padding_mask
+            )
+            mask = mask & padding.astype(bool)[:, None, :]
+        return positions, mask
 
     def _check_length(self, start: int, length: int) -> None:
         """A clear error when positions ``start`` to ``start + length`` overrun the block."""
@@ -515,7 +575,8 @@ class GPT(Module):
     def to_gpt2_state_dict(self) -> OrderedDict:
         """The weights as NumPy arrays in the Hugging Face GPT-2 layout: HF names, Conv1D
         weights transposed to (in, out), no causal-mask buffers, ``lm_head.weight`` only
-        when it is not tied to ``wte``. Needs ``positional="learned"`` and ``bias=True``."""
+        when it is not tied to ``wte``. Needs ``positional="learned"``, ``bias=True`` and
+        GPT-2's pre-norm residual blocks."""
         refused = []
         if self.config.positional != "learned":
             refused.append(
@@ -524,6 +585,10 @@ class GPT(Module):
             )
         if not self.config.bias:
             refused.append("bias=False (GPT-2 has biases in every Linear and LayerNorm)")
+        if not (self.config.norm_first and self.config.residual):
+            refused.append(
+                "norm_first=False or residual=False (GPT-2's blocks are pre-norm residual ones)"
+            )
         if refused:
             raise ValueError(
                 "the GPT-2 layout cannot hold this model: "

@@ -28,7 +28,41 @@ from lmcore.functional.fused_attention import scaled_dot_product_attention as at
 from lmcore.nn.layers import Dropout, Linear
 from lmcore.nn.module import Module
 
-__all__ = ["KVCache", "MultiHeadAttention", "RotaryEmbedding", "SinusoidalPositionalEncoding"]
+__all__ = [
+    "KVCache",
+    "MultiHeadAttention",
+    "RotaryEmbedding",
+    "SinusoidalPositionalEncoding",
+    "document_mask",
+]
+
+
+def document_mask(position_ids):
+    """(B, T, T) boolean, True where query i and key j lie in the same document of a
+    packed row: ``position_ids`` (B, T) count from 0 within each document, and a document
+    starts at the first position and wherever the count does not go on by one (a reset to
+    0, as packing writes it). With a causal mask on top, each document attends to itself
+    alone, as if it were its own sequence.
+
+    Example:
+        >>> document_mask(np.array([[0, 1, 0, 1, 2]]))[0].astype(int)
+        array([[1, 1, 0, 0, 0],
+               [1, 1, 0, 0, 0],
+               [0, 0, 1, 1, 1],
+               [0, 0, 1, 1, 1],
+               [0, 0, 1, 1, 1]])
+    """
+    xp = backend.get_array_module(position_ids)
+    positions = xp.asarray(position_ids)
+    if positions.ndim != 2 or positions.dtype.kind not in "iu":
+        raise ValueError(
+            f"position_ids must be integers of shape (B, T), got {positions.dtype} "
+            f"{positions.shape}"
+        )
+    starts = xp.ones(positions.shape, dtype=bool)
+    starts[:, 1:] = positions[:, 1:] != positions[:, :-1] + 1
+    document = xp.cumsum(starts, axis=1)  # (B, T): which document each position is in
+    return document[:, :, None] == document[:, None, :]
 
 
 class RotaryEmbedding(Module):
@@ -270,7 +304,9 @@ class MultiHeadAttention(Module):
         values of the positions before ``x`` (inference only); ``x`` continues them, and
         its own keys and values are added to the cache. ``padding_mask`` (B, Tk), True at
         real tokens, False at padding, over the keys: the cached positions, then ``x``'s
-        (no query attends to padding)."""
+        (no query attends to padding). It may also be (B, Tq, Tk), True where query i may
+        see key j, such as :func:`document_mask` of packed sequences; the causal mask of a
+        decoder still applies on top of it."""
         if x.ndim != 3 or x.shape[-1] != self.embed_dim:
             raise ValueError(
                 f"{type(self).__name__}(embed_dim={self.embed_dim}) expects input (B, T, "
@@ -290,13 +326,17 @@ class MultiHeadAttention(Module):
             padding_mask = backend.get_array_module(x.data).asarray(
                 padding_mask.data if isinstance(padding_mask, Tensor) else padding_mask
             )
-            if padding_mask.shape != (batch, start + length) or padding_mask.dtype != bool:
+            shapes = ((batch, start + length), (batch, length, start + length))
+            if padding_mask.shape not in shapes or padding_mask.dtype != bool:
                 raise ValueError(
                     f"{type(self).__name__}: padding_mask must be boolean of shape (B, Tk) = "
-                    f"{(batch, start + length)}, True at real tokens; got {padding_mask.dtype} "
-                    f"{padding_mask.shape}"
+                    f"{shapes[0]}, True at real tokens, or (B, Tq, Tk) = {shapes[1]}, True "
+                    f"where a query may see a key; got {padding_mask.dtype} {padding_mask.shape}"
                 )
-            mask = padding_mask[:, None, None, :]  # (B, 1, 1, Tk): hide padded keys
+            if padding_mask.ndim == 2:
+                mask = padding_mask[:, None, None, :]  # (B, 1, 1, Tk): hide padded keys
+            else:
+                mask = padding_mask[:, None]  # (B, 1, Tq, Tk): the same for every head
         q, k, v = split_heads(self.c_attn(x), self.num_heads, num_chunks=3)  # 3 x (B, H, T, D)
         if self.rotary is not None:
             q, k = self.rotary(q, start), self.rotary(k, start)

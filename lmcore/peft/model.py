@@ -33,6 +33,7 @@ import numpy as np
 from lmcore import backend
 from lmcore import functional as F
 from lmcore.atomic import write_atomically
+from lmcore.autograd import Tensor
 from lmcore.nn.layers import LayerNorm
 from lmcore.nn.module import Module, Parameter
 from lmcore.peft.adapters import (
@@ -517,11 +518,74 @@ class PromptTuningModel(PeftModel):
             logits = model.classifier(model.dropout(hidden))  # (B, T, K)
         if targets is None:
             return logits
-        from lmcore.autograd import Tensor
 
         labels = targets.data if isinstance(targets, Tensor) else targets
         labels = backend.get_array_module(logits.data).asarray(labels)
         return logits, F.cross_entropy(logits, labels, ignore_index=-100)
+
+    # -- generation: the soft prompt before every prompt ------------------------------------
+    def generate(
+        self,
+        idx,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+        **options,
+    ):
+        """The base GPT's :meth:`~lmcore.models.GPT.generate`, with the soft prompt read
+        before ``idx`` (B, T) at every step; returns the ids (B, T + new), the soft
+        prompt not among them (it has no ids). The options are those of
+        :func:`lmcore.generate.generate`; the key-value cache holds the soft prompt's
+        keys and values with the rest.
+
+        Example:
+            >>> from lmcore.models import GPT, GPTConfig
+            >>> gpt = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=1, n_head=2, n_embd=8))
+            >>> model = PromptTuningModel(gpt, PromptTuningConfig(num_virtual_tokens=4))
+            >>> model.generate(np.array([[1, 2, 3]]), 5, temperature=0).shape
+            (1, 8)
+        """
+        from lmcore.generate import generate
+
+        self._language_model()
+        return generate(self, idx, max_new_tokens, temperature, top_k, seed, **options)
+
+    def next_token_logits(self, idx, state=None):
+        """Logits (B, V) of the token after ``idx`` (B, T) read behind the soft prompt,
+        and the key-value cache to pass back as ``state`` (see :mod:`lmcore.generate`).
+        The first call (or one whose token would overrun the block) reads the soft
+        prompt and the last ``block_size - P`` tokens at once; later calls read only the
+        newest token."""
+        gpt = self._language_model()
+        count = self.peft_config.num_virtual_tokens
+        room = gpt.config.block_size - count  # real tokens the context holds
+        cache = gpt.new_cache(idx.shape[0]) if state is None else state
+        if 0 < cache.get_seq_length() < gpt.config.block_size:
+            return gpt(idx[:, -1:], past_key_values=cache).data[:, -1, :], cache
+        cache.reset()
+        tokens = gpt._checked_ids(idx[:, -room:])  # (B, T')
+        xp = backend.get_array_module(tokens)
+        batch, length = tokens.shape
+        zeros = Tensor(xp.zeros((batch, 1, 1), dtype=gpt.wte.weight.dtype))
+        x = F.cat([self.prompt_embeddings[None] + zeros, gpt.wte(tokens)], dim=1)  # (B, P+T', C)
+        if gpt.wpe is not None:
+            x = x + gpt.wpe(xp.arange(count + length))
+        x = gpt.drop(x)
+        for block in gpt.h:
+            x = block(x, None, cache)
+        return gpt.lm_head(gpt.ln_f(x)).data[:, -1, :], cache
+
+    def _language_model(self):
+        """The base GPT, or a clear error for a classifier (which does not generate)."""
+        from lmcore.models.gpt import GPT
+
+        if not isinstance(self.base_model, GPT):
+            raise TypeError(
+                f"generate needs a prompt-tuned GPT language model; this one wraps a "
+                f"{type(self.base_model).__name__}, which classifies and does not generate"
+            )
+        return self.base_model
 
 
 def get_peft_model(model: Module, peft_config, _names: list[str] | None = None) -> PeftModel:
