@@ -533,7 +533,7 @@ class PromptTuningModel(PeftModel):
         seed: int | None = None,
         **options,
     ):
-        """The base GPT's :meth:`~lmcore.models.GPT.generate`, with the soft prompt read
+        """The base GPT's :meth:`~lmcore.models.gpt.GPT.generate`, with the soft prompt read
         before ``idx`` (B, T) at every step; returns the ids (B, T + new), the soft
         prompt not among them (it has no ids). The options are those of
         :func:`lmcore.generate.generate`; the key-value cache holds the soft prompt's
