@@ -80,17 +80,26 @@ def thread_limit(count: int, torch=None):
             torch.set_num_threads(previous)
 
 
+SETTLE_SECONDS = 0.3
+
+
 def race(runners: dict, rounds: int, steps: int, warmup: int) -> dict[str, float]:
     """Median seconds per step of each library's ``(step, batches)``, timed alternately.
 
     Each round times every library for ``steps`` steps, in reversed order every other
-    round, so that a slow moment of a shared machine falls on both sides alike.
+    round, so that a slow moment of a shared machine falls on both sides alike. Before
+    each turn the race waits ``SETTLE_SECONDS``: after its last job, each library's worker
+    threads keep spinning on their cores for a while (OpenBLAS's for about 2^28 cycles,
+    a tenth of a second; OpenMP's too), and a library that starts at once shares the
+    cores with the other one's spinning threads. Without the wait, on 2 cores, PyTorch's
+    CPU steps measured up to twice as slow as PyTorch alone.
     """
     for step, batches in runners.values():
         seconds_per_step(step, batches, warmup)
     times = {lib: [] for lib in runners}
     for r in range(rounds):
         for lib in list(runners) if r % 2 == 0 else list(runners)[::-1]:
+            time.sleep(SETTLE_SECONDS)
             times[lib].append(seconds_per_step(*runners[lib], steps))
     return {lib: statistics.median(seconds) for lib, seconds in times.items()}
 

@@ -9,8 +9,9 @@ A recurrent layer has two parts, and each is computed the fast way:
   :class:`~lmcore.autograd.Function` that loops over time in ``forward`` and keeps the
   hidden states and gate activations; its ``backward`` is backpropagation through time
   written by hand: per step one (B, G*H) @ (G*H, H) product and a few elementwise
-  operations (whatever does not depend on the step before is computed for all steps at
-  once), and at the end the gradients of ``W_hh`` and ``b_hh`` as one matrix multiply
+  operations (whatever does not depend on the step before is computed for several steps
+  at once: for all of them on a GPU, four at a time on NumPy, where four steps' arrays
+  stay in the CPU's cache), and at the end the gradients of ``W_hh`` and ``b_hh`` as one matrix multiply
   over all T*B rows.
 
 So a layer over T steps is two nodes of the graph, not hundreds of tiny ones.
@@ -54,6 +55,7 @@ __all__ = [
 ]
 
 NONLINEARITIES = ("tanh", "relu")
+_FACTOR_SPAN = 4  # steps of backward factors made at once on NumPy: they stay in cache
 
 
 # ---------------------------------------------------------------------------
@@ -175,22 +177,26 @@ class LSTMRecurrence(Function):
         T, B, G = gx.shape
         H = G // 4
         # One exp for all gates: the pre-activations are scaled by -1 (i, f, o) and -2 (g),
-        # folded into W_hh and, once for all steps, into gx, so that 1 / (1 + exp(u))
+        # folded into W_hh and, a few steps at a time, into gx, so that 1 / (1 + exp(u))
         # gives sigmoid(a) for i, f, o and sigmoid(2a) for g, and tanh(a) = 2 sigmoid(2a) - 1.
         scale = xp.full(G, -1, dtype=gx.dtype)  # (4H,)
         scale[2 * H : 3 * H] = -2
-        gates = xp.multiply(gx, scale)  # (T, B, 4H): becomes the gate activations, step by step
-        if b_hh is not None:
-            gates += b_hh * scale
-        w_scaled = w_hh * scale[:, None]  # (4H, H)
+        bias = None if b_hh is None else b_hh * scale  # (4H,)
+        w_scaled_t = xp.ascontiguousarray((w_hh * scale[:, None]).T)  # (H, 4H)
+        gates = xp.empty_like(gx)  # (T, B, 4H): the gate activations, step by step
         hs, cs = _hidden_states(xp, h0, T), _hidden_states(xp, c0, T)  # (T + 1, B, H)
         tanh_c = xp.empty((T, B, H), dtype=gx.dtype)
-        # BLAS runs the product faster as (4H, H) @ (H, B) than as (B, H) @ (H, 4H).
-        product_t, input_times_cell = xp.empty((G, B), dtype=gx.dtype), xp.empty_like(h0)
+        product, input_times_cell = xp.empty((B, G), dtype=gx.dtype), xp.empty_like(h0)
+        span = _FACTOR_SPAN if xp is np else T
         for t in range(T):
+            if t % span == 0:  # the next few steps' scaled gx + b_hh, while it is in cache
+                steps = slice(t, min(t + span, T))
+                xp.multiply(gx[steps], scale, out=gates[steps])
+                if bias is not None:
+                    gates[steps] += bias
             a = gates[t]  # (B, 4H)
-            xp.matmul(w_scaled, hs[t].T, out=product_t)
-            a += product_t.T
+            xp.matmul(hs[t], w_scaled_t, out=product)
+            a += product
             _sigmoid_of_negated_(xp, a)
             i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
             g *= 2
@@ -210,26 +216,33 @@ class LSTMRecurrence(Function):
         T, B, G = gates.shape
         H = G // 4
         i, f, g, o = (gates[..., k * H : (k + 1) * H] for k in range(4))  # (T, B, H) each
-        # Everything that does not depend on the step before, for all steps at once, in
-        # place and gate-major (contiguous slots): d pre(i, f, g) / d c_t, d pre(o) / d h_t
-        # and d c_t / d h_t through tanh(c_t).
-        factors = xp.empty((T, 5, B, H), dtype=gates.dtype)
-        for k, (gate, times) in enumerate(((i, g), (f, cs[:-1]), (g, i), (o, tanh_c), (tanh_c, o))):
-            _derivative_times_(xp, factors[:, k], gate, times, tanh=k in (2, 4))
+        # What does not depend on the step before is made for a few steps at once (on
+        # NumPy, few enough to stay in cache; on a GPU, all of them), gate-major in
+        # contiguous slots: d pre(i, f, g) / d c_t, d pre(o) / d h_t, d c_t / d h_t.
+        span = _FACTOR_SPAN if xp is np else T
+        factors = xp.empty((min(span, T), 5, B, H), dtype=gates.dtype)
         ifg_from_c, o_from_h, cell_from_h = factors[:, :3], factors[:, 3], factors[:, 4]
         grad_pre = xp.empty((T, B, 4, H), dtype=gates.dtype)  # d loss / d pre-activations
         grad_h = _start_gradient(xp, grad_h_final, hs[0])  # (B, H)
         grad_c = _start_gradient(xp, grad_c_final, cs[0])
         from_h = xp.empty_like(grad_c)
-        for t in reversed(range(T)):
-            if grad_output is not None:
-                grad_h += grad_output[t]
-            xp.multiply(grad_h, cell_from_h[t], out=from_h)
-            grad_c += from_h
-            xp.multiply(grad_c, ifg_from_c[t], out=grad_pre[t, :, :3].transpose(1, 0, 2))
-            xp.multiply(grad_h, o_from_h[t], out=grad_pre[t, :, 3])
-            grad_c *= f[t]
-            xp.matmul(grad_pre[t].reshape(B, G), w_hh, out=grad_h)
+        w_hh_t = w_hh.T  # (H, 4H): BLAS runs (H, 4H) @ (4H, B) faster than (B, 4H) @ (4H, H)
+        for start in reversed(range(0, T, span)):
+            steps = slice(start, min(start + span, T))
+            n = steps.stop - start
+            pairs = ((i, g), (f, cs[:-1]), (g, i), (o, tanh_c), (tanh_c, o))
+            for k, (gate, times) in enumerate(pairs):
+                _derivative_times_(xp, factors[:n, k], gate[steps], times[steps], tanh=k in (2, 4))
+            for t in reversed(range(start, steps.stop)):
+                s = t - start
+                if grad_output is not None:
+                    grad_h += grad_output[t]
+                xp.multiply(grad_h, cell_from_h[s], out=from_h)
+                grad_c += from_h
+                xp.multiply(grad_c, ifg_from_c[s], out=grad_pre[t, :, :3].transpose(1, 0, 2))
+                xp.multiply(grad_h, o_from_h[s], out=grad_pre[t, :, 3])
+                grad_c *= f[t]
+                xp.matmul(w_hh_t, grad_pre[t].reshape(B, G).T, out=grad_h.T)
         grad_pre = grad_pre.reshape(T, B, G)
         has_bias = len(self.needs_grad) > 4
         grad_w, grad_b = _recurrent_weight_grads(
