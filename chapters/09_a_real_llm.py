@@ -72,6 +72,7 @@ import lmcore
 from lmcore import backend, config, data, optim
 from lmcore.autograd import Tensor, no_grad
 from lmcore.bench.llm import copy_bandwidth, decode_rate, prefill_rate
+from lmcore.cuda import loader
 from lmcore.data.instructions import play_instructions
 from lmcore.functional import apply_rotary, layer_norm, rotary_tables
 from lmcore.generate import top_p_filter
@@ -543,6 +544,23 @@ show(decode_rate, between=("def run", "return prompt.shape"))
 # %%
 show(dequantize_rows)
 
+# %% [markdown]
+# Writing the dequantized block to memory and reading it back for the product spends part
+# of the bandwidth that the small codes saved. A GPU kernel can skip that round trip: it
+# reads the codes and scales, turns each code into a float in a register, and multiplies
+# at once, so the only bytes it moves are the codes'. lmcore's `QuantizedLinear` runs such
+# a kernel on a GPU for every decode step (up to 8 tokens at a time); it belongs to chapter
+# 8's family, `lmcore/cuda/quantized.cu`, with a NumPy reference it is tested against. Its
+# first version gives each output row to one warp of 32 threads:
+
+# %%
+print(loader.kernel_source("quantized", "quantized_matvec_int8_v1"))
+
+# %% [markdown]
+# Its second version loads 16 codes at a time and reads x four floats at a time; on a GPU,
+# `lmcore bench gpu` times both against cuBLAS on float32 weights and against the
+# dequantize-then-multiply path, as bytes per second beside the device's copy bandwidth.
+
 # %%
 CONTEXTS = config.pick(quick=[8, 64], standard=[32, 256], full=[64, 1024])
 NEW, REPEAT = config.pick(quick=2, standard=8), config.pick(quick=1, standard=2)
@@ -624,9 +642,9 @@ plt.show()
 #   its scales), as asserted from the bytes each model reads. Whether the measured rate
 #   follows depends on how cheaply the codes become floats again: on a CPU core NumPy
 #   converts a block and then multiplies it, so the speed-up is below the bound's
-#   (asserted); a fused kernel, which dequantizes in registers (chapter 8's fusion applied
-#   to the weights), gets closer, and llama.cpp's hand-written CPU kernels do the product
-#   on the codes directly.
+#   (asserted). The fused kernel above, which dequantizes in registers (chapter 8's fusion
+#   applied to the weights), is lmcore's way to get closer on a GPU; llama.cpp's
+#   hand-written CPU kernels do the product on the codes directly.
 # - *Prefill is far faster per token* than decoding (asserted at the longer context): the
 #   prompt's tokens share each read of the weights.
 #

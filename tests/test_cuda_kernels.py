@@ -296,6 +296,48 @@ def test_matmul(m, n, k, version, cp_rng):
 
 
 @gpu
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize(
+    "n, out, width, group",
+    [(1, 1, 32, None), (1, 576, 576, None), (3, 1536, 576, 32), (8, 49, 1536, 32),
+     (2, 7, 96, 96), (5, 33, 40, None), (4, 100, 64, 32)],
+)  # fmt: skip
+def test_quantized_matmul(n, out, width, group, bits, version, cp_rng):
+    import cupy as cp
+
+    from lmcore.cuda import ops
+    from lmcore.nn.quantized import quantize_weight
+
+    if bits == 4 and width % 2:
+        pytest.skip("4-bit codes pair inputs")
+    weight = np.random.default_rng().normal(size=(out, width)).astype(np.float32)
+    codes, scales = quantize_weight(weight, bits, group)
+    x = cp_rng.standard_normal((n, width), dtype="float32")
+    ref = reference.quantized_matmul(x.get(), codes, scales, bits)
+    with poisoned_allocations():
+        got = ops.quantized_matmul(x, cp.asarray(codes), cp.asarray(scales), bits, version)
+    close(got, ref)
+
+
+@gpu
+@pytest.mark.parametrize("rows", [1, 8, 9])  # the fused kernel, then blocks and cuBLAS
+def test_quantized_linear_on_the_gpu_matches_the_cpu(rows):
+    from lmcore.autograd import Tensor
+    from lmcore.nn import Linear
+    from lmcore.nn.quantized import QuantizedLinear
+
+    layer, gpu_layer = Linear(576, 192), Linear(576, 192, device="cuda")
+    gpu_layer.load_state_dict(layer.state_dict())
+    x = np.random.default_rng(0).normal(size=(rows, 576)).astype(np.float32)
+    for bits in (8, 4):
+        on_cpu = QuantizedLinear.from_linear(layer, bits, 32)
+        on_gpu = QuantizedLinear.from_linear(gpu_layer, bits, 32)
+        got = on_gpu(Tensor(backend.to_device(x, "cuda"))).numpy()
+        np.testing.assert_allclose(got, on_cpu(Tensor(x)).numpy(), rtol=1e-4, atol=1e-4)
+
+
+@gpu
 @pytest.mark.parametrize("block_size", [64, 600])  # the softmax-kernel path, then flash
 def test_gpt_step_on_the_kernels_matches_the_generic_path(block_size, monkeypatch):
     """Loss and every gradient of a GPT step, kernels on against CuPy's generic path."""

@@ -57,3 +57,17 @@ def test_clear_errors():
         QuantizedLinear.from_linear(Linear(10, 4), bits=8, group_size=4)
     with pytest.raises(ValueError, match=r"expects input of shape \(\.\.\., 4\)"):
         Int8Linear(Linear(4, 2))(Tensor(np.ones((1, 5), np.float32)))
+
+
+@pytest.mark.parametrize("bits, group_size", [(8, None), (8, 32), (4, 32), (4, 64)])
+def test_the_kernels_reference_computes_what_the_layer_computes(bits, group_size):
+    """lmcore.cuda.reference.quantized_matmul, written apart from the layer, is what the
+    fused GPU kernel is checked against: it must agree with the layer on the CPU."""
+    from lmcore.cuda import reference
+
+    layer = _layer(seed=4, in_features=128, out_features=40)
+    q = QuantizedLinear.from_linear(layer, bits=bits, group_size=group_size)
+    x = np.random.default_rng(5).normal(size=(3, 128)).astype(np.float32)
+    expected = reference.quantized_matmul(x, q.codes.data, q.scales.data, bits)
+    got = q(Tensor(x)).numpy() - layer.bias.numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

@@ -316,6 +316,7 @@ def _kernel_rows(quick: bool, ceilings: dict) -> list[dict]:
             8 * logits.size, err)  # fmt: skip
 
     rows += _adamw_rows(quick, add)
+    _quantized_rows(quick, add)
     rows += _matmul_rows(quick, ceilings)
     return rows
 
@@ -365,6 +366,45 @@ def _adamw_rows(quick: bool, add) -> list:
     return [{"family": "adamw", "op": "check", "version": "v2", "label": "one step vs float64",
              "shape": "(1000,)", "ms": None, "gb_s": None, "fraction_of_copy": None,
              "tflop_s": None, "max_rel_error": add_error}]  # fmt: skip
+
+
+def _quantized_rows(quick: bool, add) -> None:
+    """One decode step's product x (1, in) @ W^T with W stored in float32, int8 (a scale a
+    row) and 4 bits (a scale per 32 inputs): the bytes read are the weights', so each
+    format's floor is its bytes over the bandwidth. W is larger than the GPU's L2 cache."""
+    import cupy as cp
+
+    from lmcore.autograd import Tensor, no_grad
+    from lmcore.cuda import ops
+    from lmcore.nn import Linear
+    from lmcore.nn.quantized import QuantizedLinear
+
+    out, width = (4096, 4096) if quick else (16384, 8192)
+    linear = Linear(width, out, bias=False, device="cuda")
+    x = cp.random.default_rng(2).standard_normal((1, width), dtype=cp.float32)
+    shape = (1, width, out)
+    moved = 4 * (width + out)  # x read, y written
+    add("quantized", "matvec", "cuBLAS", "float32 weights, cuBLAS", shape,
+        _time_ms(lambda: x @ linear.weight.data.T), 4 * out * width + moved, None)  # fmt: skip
+    ref_rows = slice(0, 256)
+    for bits, group in ((8, None), (4, 32)):
+        layer = QuantizedLinear.from_linear(linear, bits, group)
+        codes, scales = layer.codes.data, layer.scales.data
+        nbytes = codes.nbytes + scales.nbytes + moved
+        ref = reference.quantized_matmul(x.get(), codes[ref_rows].get(), scales[ref_rows].get(),
+                                         bits)  # fmt: skip
+        with cuda.use_kernels(False), no_grad():
+            ms = _time_ms(lambda layer=layer: layer(Tensor(x)))
+        add("quantized", f"int{bits}", "cupy", "dequantize blocks to float32, then cuBLAS",
+            shape, ms, nbytes, None)  # fmt: skip
+        labels = {1: "dequantized in registers, a warp per row, one code a load",
+                  2: "v1 with 16 bytes of codes a load, x as float4"}  # fmt: skip
+        for v, label in labels.items():
+            err = _rel_error(ops.quantized_matmul(x, codes, scales, bits, v)[:, ref_rows], ref)
+            ms = _time_ms(
+                lambda v=v, c=codes, s=scales, b=bits: ops.quantized_matmul(x, c, s, b, v)
+            )
+            add("quantized", f"int{bits}", f"v{v}", label, shape, ms, nbytes, err)
 
 
 def _matmul_rows(quick: bool, ceilings: dict) -> list[dict]:

@@ -1,7 +1,8 @@
 """CUDA kernels written for lmcore, and the switch that puts them behind its ops.
 
 ``lmcore/cuda/`` holds one ``.cu`` file per family of kernels (GELU, softmax,
-LayerNorm, cross-entropy, AdamW, attention, and a teaching matrix product), each with
+LayerNorm, cross-entropy, AdamW, attention, products with int8 and 4-bit weights, and a
+teaching matrix product), each with
 numbered versions from naive to fast, a NumPy reference in :mod:`lmcore.cuda.reference`
 and launchers in :mod:`lmcore.cuda.ops`. On CuPy arrays, :mod:`lmcore.functional` and
 the AdamW optimizer use the fastest version automatically; CuPy's generic array

@@ -26,7 +26,8 @@ __all__ = [
     "adamw_multi_tensor", "adamw_tensor", "attention_softmax_backward",
     "attention_softmax_forward", "cross_entropy_backward", "cross_entropy_forward",
     "flash_attention_backward", "flash_attention_forward", "gelu_backward", "gelu_forward",
-    "layer_norm_backward", "layer_norm_forward", "matmul", "residual_layer_norm_forward",
+    "layer_norm_backward", "layer_norm_forward", "matmul", "quantized_matmul",
+    "residual_layer_norm_forward",
     "softmax_backward", "softmax_forward",
 ]  # fmt: skip
 
@@ -465,6 +466,42 @@ def flash_attention_backward(q, k, v, out, lse, grad, causal: bool = True,
     _launch("attention", f"flash_attention_backward_q_d{d}", (math.ceil(tq / 64), bh), (64,),
             (q, k, v, grad, lse, delta, dq, *common))  # fmt: skip
     return dq, dk, dv
+
+
+# -- quantized weights ----------------------------------------------------------------
+
+QUANTIZED_MAX_TOKENS = 8  # MAX_TOKENS of quantized.cu: the rows of x one launch takes
+
+
+def quantized_matmul(x, codes, scales, bits: int, version: int = 2):
+    """``x`` (N, in) @ W^T for W stored as int8 or 4-bit ``codes`` and float32 ``scales``
+    (out, groups), the layout of :class:`lmcore.nn.quantized.QuantizedLinear`, dequantized
+    in registers; N at most ``QUANTIZED_MAX_TOKENS`` (decoding). Returns (N, out)."""
+    _check(x, scales)
+    n, width = x.shape
+    out, groups = scales.shape
+    code_type, code_width = (np.int8, width) if bits == 8 else (np.uint8, width // 2)
+    if bits not in (4, 8) or codes.dtype != code_type or codes.shape != (out, code_width):
+        raise ValueError(
+            f"quantized_matmul: {bits}-bit codes for x {x.shape} and scales {scales.shape} "
+            f"must be {np.dtype(code_type)} of shape {(out, code_width)}, got {codes.dtype} "
+            f"{codes.shape}"
+        )
+    if not 0 < n <= QUANTIZED_MAX_TOKENS or width % groups or not codes.flags.c_contiguous:
+        raise ValueError(
+            f"quantized_matmul takes 1 to {QUANTIZED_MAX_TOKENS} rows of x, groups dividing "
+            f"the width and contiguous codes; got x {x.shape}, {groups} groups"
+        )
+    multiple = 16 if bits == 8 else 32  # the codes of one 16-byte load share a scale
+    if version == 2 and (
+        width % multiple or (width // groups) % multiple or not _aligned(x, codes)
+    ):
+        version = 1
+    y = cp.empty((n, out), np.float32)
+    args = (x, codes, scales, y, np.int32(n), np.int32(out), np.int32(width), np.int32(groups))
+    name = f"quantized_matvec_int{bits}_v{version}"
+    _launch("quantized", name, _warp_rows_grid(out), (32 * _WARPS,), args)
+    return y
 
 
 # -- matrix product (teaching) ---------------------------------------------------------

@@ -16,8 +16,8 @@ import numpy as np
 
 __all__ = [
     "adamw", "attention", "attention_backward", "cross_entropy", "cross_entropy_backward",
-    "gelu", "gelu_backward", "layer_norm", "layer_norm_backward", "matmul", "softmax",
-    "softmax_backward",
+    "gelu", "gelu_backward", "layer_norm", "layer_norm_backward", "matmul",
+    "quantized_matmul", "softmax", "softmax_backward",
 ]  # fmt: skip
 
 _C, _K = math.sqrt(2 / math.pi), 0.044715
@@ -154,3 +154,23 @@ def attention_backward(q, k, v, grad, causal: bool = True, scale: float | None =
 def matmul(a, b):
     """a @ b in float64."""
     return np.asarray(a, np.float64) @ np.asarray(b, np.float64)
+
+
+def quantized_matmul(x, codes, scales, bits: int):
+    """x (N, in) @ W^T for W (out, in) = codes times one scale per row and group of inputs:
+    int8 codes (out, in), or for 4 bits (out, in / 2) bytes holding input 2j in the low
+    nibble and 2j + 1 in the high one, each as code + 8.
+
+    Example:
+        >>> codes = np.array([[0x9F]], np.uint8)  # low nibble 15 -> 7, high 9 -> 1
+        >>> quantized_matmul(np.array([[1.0, 10.0]]), codes, np.array([[0.5]]), bits=4)
+        array([[8.5]])
+    """
+    codes = np.asarray(codes)
+    if bits == 4:
+        low = (codes & 15).astype(np.int64) - 8
+        high = (codes >> 4).astype(np.int64) - 8
+        codes = np.stack([low, high], axis=-1).reshape(codes.shape[0], -1)
+    out, groups = np.shape(scales)
+    weight = codes.astype(np.float64).reshape(out, groups, -1) * np.asarray(scales)[:, :, None]
+    return np.asarray(x, np.float64) @ weight.reshape(out, -1).T

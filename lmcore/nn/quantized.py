@@ -7,8 +7,9 @@ fewer, less the scales), at the cost of a rounding error on every weight. Activa
 stay in float: each layer turns a block of weight rows back into float and multiplies
 (dequantize-and-matmul), so no int8 arithmetic is needed and outputs stay close to the
 float model's. Here on NumPy the dequantized block is written to memory before the
-product, which gives back part of the bandwidth saved; a fused kernel (the GPU chapter)
-dequantizes in registers instead.
+product, which gives back part of the bandwidth saved. On a GPU, a decode step (at most
+8 rows of input) runs a fused kernel instead (``lmcore/cuda/quantized.cu``), which
+dequantizes in registers and reads only the codes and scales.
 
 Scales are per output channel and per group of ``group_size`` inputs (blockwise, as
 GGUF's Q8_0 and Q4_0 do with 32): a smaller group follows the weights more closely and
@@ -91,6 +92,18 @@ def dequantize_rows(codes, scales, bits: int, rows: slice):
     return weights.reshape(block.shape[0], -1)
 
 
+def _fused_kernel_takes(x2, codes, scales) -> bool:
+    """Whether the GPU's fused dequantize-and-multiply kernel runs ``x2`` (N, in): kernels
+    on, float32 CuPy arrays, contiguous codes and a decode-sized N."""
+    from lmcore import cuda
+
+    if not cuda.wanted(x2, scales) or not codes.flags.c_contiguous:
+        return False
+    from lmcore.cuda.ops import QUANTIZED_MAX_TOKENS
+
+    return 0 < x2.shape[0] <= QUANTIZED_MAX_TOKENS
+
+
 class _QuantizedMatmul(Function):
     """``x @ W.T`` with W dequantized ``ROWS_PER_BLOCK`` rows at a time; the backward
     gives the gradient of x (the weights are frozen), so adapters such as LoRA can
@@ -110,6 +123,11 @@ class _QuantizedMatmul(Function):
         xp = backend.get_array_module(x)
         self.x_shape = x.shape
         x2 = x.reshape(-1, x.shape[-1])  # (N, in)
+        if _fused_kernel_takes(x2, self.codes, self.scales):
+            from lmcore.cuda import ops
+
+            y = ops.quantized_matmul(x2, self.codes, self.scales, self.bits)  # (N, out)
+            return y.reshape(x.shape[:-1] + (self.out,))
         y = xp.empty((x2.shape[0], self.out), dtype=x.dtype)  # (N, out)
         for rows, weight in self._blocks():
             y[:, rows] = x2 @ weight.astype(x.dtype, copy=False).T
