@@ -536,7 +536,9 @@ assert ask(model, QUESTIONS[0], SAMPLED, temperature=0.7, top_p=0.9, seed=0) == 
 # the measurements: prefill, decode with and without the cache at a short and a longer
 # context, and decode with int8 and 4-bit weights. `QuantizedLinear` keeps codes and scales
 # and dequantizes a few hundred rows at a time, small enough to stay in the cache of a CPU
-# core between being written and being multiplied.
+# core between being written and being multiplied. (With one scale a row, as in the int8
+# model below, it multiplies each block's outputs by the scales instead of its weights,
+# which saves a pass over the block.)
 
 # %%
 show(decode_rate, between=("def run", "return prompt.shape"))
@@ -635,14 +637,20 @@ plt.show()
 #   At the longer context the cached decode is faster (asserted); at the shorter one the
 #   two can be close, since a forward pass of a few dozen positions costs little more than
 #   one when all it does is read the weights.
-# - *Float32 decoding sits below its bound*, by a factor the cell above prints for this
-#   run: the bound counts only the weights' bytes, and the 30 layers also launch many small
-#   operations (norms, rotations, softmax) whose overhead the bound ignores.
+# - *Float32 decoding comes near its bound* on an idle machine: NumPy's matrix-vector
+#   products stream the weights about as fast as a copy moves bytes, and the cell above
+#   prints how near this run came. The bound is approximate both ways. It ignores the
+#   overhead of the many small operations of 30 layers (norms, rotations, softmax), and a
+#   copy both reads and writes, while decoding mostly reads, which a memory system can do
+#   a little faster; other work on the machine lowers the rate and the measured copy
+#   alike.
 # - *Quantized weights raise the bound* nearly 4 times (int8) and over 6 times (4-bit, with
 #   its scales), as asserted from the bytes each model reads. Whether the measured rate
 #   follows depends on how cheaply the codes become floats again: on a CPU core NumPy
 #   converts a block and then multiplies it, so the speed-up is below the bound's
-#   (asserted). The fused kernel above, which dequantizes in registers (chapter 8's fusion
+#   (asserted). On the idle machine of the results table, int8 decoding was in fact slower
+#   than float32: turning the codes into floats took more time than their fewer bytes
+#   saved. The fused kernel above, which dequantizes in registers (chapter 8's fusion
 #   applied to the weights), is lmcore's way to get closer on a GPU; llama.cpp's
 #   hand-written CPU kernels do the product on the codes directly.
 # - *Prefill is far faster per token* than decoding (asserted at the longer context): the
@@ -838,21 +846,21 @@ model = tuned.unload()  # the base model again, without the adapter, for the exe
 # ## Results
 #
 # What this chapter measured on the 2-core machine of the book, in one run of each profile
-# while other work kept both cores busy (a load average between 6 and 8), so every time
-# here is several times slower than on an idle machine; the cell below prints your run's
-# numbers. `quick` decodes 2 tokens after contexts of 8 and 64 tokens, evaluates on 64
-# tokens and takes 4 LoRA steps on 4 examples; `standard` decodes 8 tokens after 32 and
-# 256, evaluates on 512 tokens and takes 60 steps of 8 examples drawn from 64.
+# with nothing else running (the whole chapter took 16 s in `quick` and 151 s in
+# `standard` up to this table); the cell below prints your run's numbers. `quick` decodes
+# 2 tokens after contexts of 8 and 64 tokens, evaluates on 64 tokens and takes 4 LoRA
+# steps on 4 examples; `standard` decodes 8 tokens after 32 and 256, evaluates on 512
+# tokens and takes 60 steps of 8 examples drawn from 64.
 #
 # | quantity | `quick` | `standard` |
 # |---|---|---|
 # | parameters by hand = loaded | 134,515,008 | 134,515,008 |
 # | greedy: France / 17 × 23 | Paris / 381 (wrong) | Paris / 381 (wrong) |
-# | copy bandwidth; float32 decode bound | 25.9 GB/s; 48 tokens/s | 21.8 GB/s; 40 tokens/s |
-# | prefill, long context | 8.8 tokens/s (T = 64) | 86.6 tokens/s (T = 256) |
-# | decode with cache, short / long context | 1.8 / 0.5 tokens/s | 3.7 / 3.7 tokens/s |
-# | decode without cache, long context | 0.1 tokens/s | 0.3 tokens/s |
-# | int8 / 4-bit decode, short context | 5.4 / 2.9 tokens/s | 9.4 / 4.4 tokens/s |
+# | copy bandwidth; float32 decode bound | 16.9 GB/s; 31 tokens/s | 17.3 GB/s; 32 tokens/s |
+# | prefill, long context | 515.5 tokens/s (T = 64) | 738.4 tokens/s (T = 256) |
+# | decode with cache, short / long context | 28.9 / 27.0 tokens/s | 28.6 / 27.3 tokens/s |
+# | decode without cache, long context | 7.4 tokens/s | 2.9 tokens/s |
+# | int8 / 4-bit decode, short context | 18.9 / 7.4 tokens/s | 19.3 / 7.5 tokens/s |
 # | perplexity float32 / int8 / 4-bit | 94.0 / 92.7 / 128.1 (64 tokens) | 52.0 / 51.8 / 72.4 (512 tokens) |
 # | top-1 agreement with float32, int8 / 4-bit | 85.9 % / 40.6 % | 93.9 % / 52.5 % |
 # | LoRA answer loss, train / held-out: before → after | 6.95 → 3.03 / 6.20 → 3.69 | 6.57 → 2.33 / 6.29 → 3.58 |

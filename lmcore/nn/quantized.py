@@ -39,9 +39,10 @@ from lmcore.nn.module import Module
 __all__ = ["Int4Linear", "Int8Linear", "QuantizedLinear", "quantize_model", "quantize_weight"]
 
 # Weight rows dequantized at a time. On a CPU a block should stay in the core's cache
-# between being written and being read by the product: 256 rows of 576 floats (0.6 MB)
-# decode SmolLM2 faster in int8 than in float32, where 2048 rows (4.7 MB) make int8
-# several times slower. On a GPU, fewer and larger blocks mean fewer kernel launches.
+# between being written and being read by the product: of 64 to 2048 rows, 256 rows of
+# 576 floats (0.6 MB) decoded SmolLM2 fastest in int8 on the book's 2-core machine, and a
+# whole matrix at once was a third slower. On a GPU, fewer and larger blocks mean fewer
+# kernel launches.
 ROWS_PER_BLOCK = 256
 ROWS_PER_BLOCK_GPU = 16384
 
@@ -78,18 +79,24 @@ def quantize_weight(weight, bits: int = 8, group_size: int | None = None):
     return codes, scales.astype(np.float32)
 
 
-def dequantize_rows(codes, scales, bits: int, rows: slice):
-    """Float32 weights (r, in) of output ``rows`` from codes and scales."""
-    xp = backend.get_array_module(codes)
-    block = codes[rows]
+def codes_as_floats(block, bits: int):
+    """The codes of a block of rows as float32 (r, in), unscaled: int8 codes as they are,
+    4-bit ones unpacked from their nibbles."""
+    xp = backend.get_array_module(block)
     if bits == 4:
         low = (block & 0x0F).astype(np.int8) - 8
         high = (block >> 4).astype(np.int8) - 8
         block = xp.stack([low, high], axis=-1).reshape(block.shape[0], -1)  # (r, in)
-    groups = scales.shape[1]
-    weights = block.astype(np.float32).reshape(block.shape[0], groups, -1)
+    return block.astype(np.float32)
+
+
+def dequantize_rows(codes, scales, bits: int, rows: slice):
+    """Float32 weights (r, in) of output ``rows`` from codes and scales."""
+    weights = codes_as_floats(codes[rows], bits)
+    r, groups = weights.shape[0], scales.shape[1]
+    weights = weights.reshape(r, groups, -1)
     weights *= scales[rows][:, :, None]
-    return weights.reshape(block.shape[0], -1)
+    return weights.reshape(r, -1)
 
 
 def _fused_kernel_takes(x2, codes, scales) -> bool:
@@ -113,11 +120,19 @@ class _QuantizedMatmul(Function):
         self.codes, self.scales, self.bits, self.out = codes, scales, bits, out_features
 
     def _blocks(self):
+        """Each block of output rows with its weight, as ``(rows, weight, row_scales)``:
+        with one scale a row, the weight is the codes as floats and ``row_scales`` (r,)
+        scale the block's outputs instead, which saves a pass over the block; otherwise
+        the weight is dequantized and ``row_scales`` is None."""
         on_cpu = backend.get_array_module(self.codes) is np
         step = ROWS_PER_BLOCK if on_cpu else ROWS_PER_BLOCK_GPU
+        per_row = self.scales.shape[1] == 1
         for start in range(0, self.out, step):
             rows = slice(start, min(start + step, self.out))
-            yield rows, dequantize_rows(self.codes, self.scales, self.bits, rows)
+            if per_row:
+                yield rows, codes_as_floats(self.codes[rows], self.bits), self.scales[rows, 0]
+            else:
+                yield rows, dequantize_rows(self.codes, self.scales, self.bits, rows), None
 
     def forward(self, x):
         xp = backend.get_array_module(x)
@@ -129,15 +144,18 @@ class _QuantizedMatmul(Function):
             y = ops.quantized_matmul(x2, self.codes, self.scales, self.bits)  # (N, out)
             return y.reshape(x.shape[:-1] + (self.out,))
         y = xp.empty((x2.shape[0], self.out), dtype=x.dtype)  # (N, out)
-        for rows, weight in self._blocks():
+        for rows, weight, row_scales in self._blocks():
             y[:, rows] = x2 @ weight.astype(x.dtype, copy=False).T
+            if row_scales is not None:
+                y[:, rows] *= row_scales
         return y.reshape(x.shape[:-1] + (self.out,))
 
     def backward(self, grad):
         grad2 = grad.reshape(-1, self.out)  # (N, out)
         result = None
-        for rows, weight in self._blocks():
-            part = grad2[:, rows] @ weight.astype(grad.dtype, copy=False)  # (N, in)
+        for rows, weight, row_scales in self._blocks():
+            grad_rows = grad2[:, rows] if row_scales is None else grad2[:, rows] * row_scales
+            part = grad_rows @ weight.astype(grad.dtype, copy=False)  # (N, in)
             result = part if result is None else result + part
         return result.reshape(self.x_shape)
 
