@@ -105,29 +105,49 @@ _ERF_Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1
 
 
 def _rational(t, numerator: tuple, denominator: tuple):
-    """Cody's ratio of polynomials in ``t``, by Horner's rule: the numerator's last
-    coefficient leads, the denominator is monic."""
+    """Cody's ratio of polynomials in ``t``, by Horner's rule in place: the numerator's
+    last coefficient leads, the denominator is monic."""
     degree = len(denominator)
-    top, bottom = numerator[-1] * t, t
+    top, bottom = t * numerator[-1], t + 0.0  # fresh arrays to work in
     for a, b in zip(numerator[: degree - 1], denominator[:-1]):
-        top = (top + a) * t
-        bottom = (bottom + b) * t
-    return (top + numerator[degree - 1]) / (bottom + denominator[-1])
+        top += a
+        top *= t
+        bottom += b
+        bottom *= t
+    top += numerator[degree - 1]
+    bottom += denominator[-1]
+    top /= bottom
+    return top
+
+
+def _where(xp, condition, if_true, if_false, x):
+    """``if_true(x)`` where ``condition`` holds, else ``if_false(x)``. On NumPy each
+    function sees only its own elements (the branches are costly polynomials); on a GPU
+    both run on all of them, as one ``where``, which needs no count of the elements."""
+    if xp is not np or np.ndim(x) == 0:
+        return xp.where(condition, if_true(x), if_false(x))
+    out = np.empty_like(x)
+    out[condition] = if_true(x[condition])
+    otherwise = ~condition
+    out[otherwise] = if_false(x[otherwise])
+    return out
 
 
 def _erfc_outside(y):
     """erfc(y) for y >= 0.46875 (float64 array), to about 1e-15 relative error; smaller
     y are computed as if they were 0.46875 (the caller takes another branch there)."""
     xp = backend.get_array_module(y)
+
+    def middle(v):
+        return _rational(xp.clip(v, _ERF_SMALL, 4.0), _ERF_C, _ERF_D)
+
+    def far(v):
+        v = xp.maximum(v, 4.0)
+        t = 1 / (v * v)
+        return (1 / math.sqrt(math.pi) - t * _rational(t, _ERF_P, _ERF_Q)) / v
+
     with np.errstate(over="ignore", under="ignore"):  # far tails: 1/y^2 and exp give 0
-        middle = xp.clip(y, _ERF_SMALL, 4.0)
-        far = xp.maximum(y, 4.0)
-        t = 1 / (far * far)
-        ratio = xp.where(
-            y <= 4.0,
-            _rational(middle, _ERF_C, _ERF_D),
-            (1 / math.sqrt(math.pi) - t * _rational(t, _ERF_P, _ERF_Q)) / far,
-        )
+        ratio = _where(xp, y <= 4.0, middle, far, y)
         # exp(-y^2) as exp(-r^2) exp(-(y - r)(y + r)), r = y rounded down to 1/16: exact
         # r^2 keeps the relative error of the product small where y^2 is large.
         y = xp.minimum(y, 30.0)  # erfc is 0 in float64 from 27.3 on; inf would give nan
@@ -135,15 +155,22 @@ def _erfc_outside(y):
         return xp.exp(-rounded * rounded) * xp.exp(-(y - rounded) * (y + rounded)) * ratio
 
 
+def _erf_inside(x):
+    """erf(x) for |x| <= 0.46875; larger x are computed as if clipped to that range."""
+    xp = backend.get_array_module(x)
+    inner = xp.clip(x, -_ERF_SMALL, _ERF_SMALL)
+    return inner * _rational(inner * inner, _ERF_A, _ERF_B)
+
+
 def _erf(x):
     """erf of a float64 array (NumPy or CuPy), accurate to about 1e-16 (abs)."""
     xp = backend.get_array_module(x)
-    y = xp.abs(x)
-    inner = xp.clip(x, -_ERF_SMALL, _ERF_SMALL)
-    return xp.where(
-        y <= _ERF_SMALL,
-        inner * _rational(inner * inner, _ERF_A, _ERF_B),
-        xp.copysign(1 - _erfc_outside(y), x),
+    return _where(
+        xp,
+        xp.abs(x) <= _ERF_SMALL,
+        _erf_inside,
+        lambda v: xp.copysign(1 - _erfc_outside(xp.abs(v)), v),
+        x,
     )
 
 
@@ -151,16 +178,13 @@ def _normal_cdf(x):
     """Phi(x) = 0.5 erfc(-x / sqrt(2)) of a float64 array, with a small relative error
     also far in the left tail (where 0.5 (1 + erf(x / sqrt(2))) would lose it)."""
     xp = backend.get_array_module(x)
+
+    def outside(z):  # erfc(z) from erfc(|z|)
+        tail = _erfc_outside(xp.abs(z))
+        return xp.where(z > 0, tail, 2 - tail)
+
     z = x * -(1 / math.sqrt(2))
-    y = xp.abs(z)
-    inner = xp.clip(z, -_ERF_SMALL, _ERF_SMALL)
-    tail = _erfc_outside(y)  # erfc(|z|)
-    erfc = xp.where(
-        y <= _ERF_SMALL,
-        1 - inner * _rational(inner * inner, _ERF_A, _ERF_B),
-        xp.where(z > 0, tail, 2 - tail),
-    )
-    return 0.5 * erfc
+    return 0.5 * _where(xp, xp.abs(z) <= _ERF_SMALL, lambda v: 1 - _erf_inside(v), outside, z)
 
 
 class GELU(Function):
