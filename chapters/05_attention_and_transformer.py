@@ -1259,21 +1259,26 @@ if PROFILE != "quick":  # the measured ratio follows the counted one up
 #
 # ## Results
 #
-# The numbers of this chapter's two profiles on the 2-core machine of the book (a shared
-# machine: the times are indicative). `quick` uses models of about 110,000 parameters for 60
-# Shakespeare steps of 12 × 32 characters, and three recall distances; `standard` uses
-# nanoGPT's CPU shape (4 layers, 4 heads, width 128, context 64) for 600 steps of 12 × 64
-# characters against an LSTM of the same size, and six recall distances.
+# The numbers of this chapter's two profiles on the 2-core machine of the book, the
+# `standard` column from one run with nothing else running (about 5 minutes for the whole
+# chapter). `quick` uses models of about 110,000 parameters for 60 Shakespeare steps of
+# 12 × 32 characters, and three recall distances; `standard` uses nanoGPT's CPU shape (4
+# layers, 4 heads, width 128, context 64) for 600 steps of 12 × 64 characters against an
+# LSTM of the same size, then 1,200 more steps of each, an 8-layer stack in three
+# arrangements, and six recall distances.
 #
 # | quantity | `quick` | `standard` |
 # |---|---|---|
-# | Shakespeare GPT: parameters / validation loss / time | 107,008 / 2.80 / 3 s | 811,264 / 2.17 / 117 s |
-# | Shakespeare LSTM: parameters / validation loss / time | 113,996 / 2.76 / 3 s | 828,492 / 1.82 / 71 s |
-# | strongest previous-character head / line-break head | not yet specialised | 0.56 (layer 0) / 0.37 (layer 2) |
+# | Shakespeare GPT: parameters / validation loss / time | 107,008 / 2.80 / 3 s | 811,264 / 2.16 / 36 s |
+# | Shakespeare LSTM: parameters / validation loss / time | 113,996 / 2.76 / 3 s | 828,492 / 1.82 / 31 s |
+# | validation loss after more training, GPT / LSTM | 2.685 / 2.600 (90 steps) | 1.876 / 1.680 (1,800 steps) |
+# | deep stack, validation loss: pre-norm / post-norm / no residual | 3.744 / 3.772 / 3.864 (6 layers, 10 steps) | 2.674 / 3.334 / 3.334 (8 layers, 150 steps) |
+# | deep stack, gradient norm of the bottom / top block at initialization: pre-norm, post-norm, no residual | 1.05 / 1.03, 0.762 / 0.0435, 4.29 / 9.33 | 0.909 / 0.923, 0.70 / 0.0385, 4.03 / 8.21 |
+# | strongest previous-character head / line-break head | not yet specialised | 0.55 (layer 0) / 0.64 (layer 3) |
 # | recall accuracy, GPT, at k = 2 / 8 / longest | 1.00 / 1.00 / 1.00 (k = 24) | 1.00 / 1.00 / 1.00 (k = 48) |
 # | recall accuracy, LSTM, at k = 2 / 8 / longest | 1.00 / 0.28 / 0.06 (k = 24) | 1.00 / 0.49 / 0.07 (k = 48) |
-# | peak memory growth, GPT / LSTM | 9.6× / 5.4× (T from 32 to 256) | 33× / 12.5× (T from 64 to 1024) |
-# | time per token at the longest context, GPT / LSTM | (overheads dominate) | 424 / 196 µs (T = 1024) |
+# | peak memory growth, GPT / LSTM | 9.6× / 4.8× (T from 32 to 256) | 33.7× / 11.5× (T from 64 to 1024) |
+# | time per token at the longest context, GPT / LSTM | (overheads dominate) | 184 / 93 µs (T = 1024) |
 #
 # The cell below prints this run's numbers, so you can compare.
 
@@ -1287,6 +1292,10 @@ for name, accuracies in recall.items():
     print(f"  recall {name}: " + ", ".join(f"k={k} {a:.3f}" for k, a in zip(distances, accuracies)))
 print(f"  peak memory growth over T = {contexts[0]}-{contexts[-1]}: GPT {memory_growth['GPT']:.1f}x, "
       f"LSTM {memory_growth['LSTM']:.1f}x")  # fmt: skip
+for name, rows in compute.items():
+    print(f"  {name} after {rows[-1, 0]:.0f} steps: validation loss {rows[-1, 3]:.3f}")
+print(f"  {DEEP_LAYERS}-layer stacks after {DEEP_STEPS} steps, validation loss: "
+      + ", ".join(f"{name} {loss:.3f}" for name, loss in final.items()))  # fmt: skip
 
 # %% [markdown]
 # ## Summary
