@@ -1052,10 +1052,9 @@ assert settings["training"]["steps"] == 20 and sampled.stdout.startswith("ROMEO:
 # 50,000 held-out characters. `standard`: nanoGPT's CPU shape (4 layers, 4 heads, width
 # 128, context 64) for 1,200 steps of 16 × 64 tokens, ablations on a width-64 model for 400
 # steps, widths 32 to 128 for 500 steps, 200,000 held-out characters; its column is one
-# complete run of this edition with nothing else running on the machine: about 11 minutes
-# in all in this run, in which the char GPT trained for 82 s, the BPE GPT for 84 s, the
-# LSTM for 63 s and the encoder for 4.5 minutes (its exact GELU has been made faster since:
-# about 3 minutes).
+# complete run of this edition with nothing else running on the machine: 523 s in all in
+# this run, in which the char GPT trained for 79 s, the BPE GPT for 86 s, the LSTM and the
+# bits-per-character comparison took 76 s and the encoder 180 s.
 # `full`: nanoGPT's GPU shape (6 layers, 6 heads, width
 # 384, context 256, batch 64, with dropout) for 5,000 steps, widths 64 to 384 for 2,000
 # steps; it needs a GPU and has not been run here, so it has no numbers in this table.
@@ -1074,7 +1073,7 @@ assert settings["training"]["steps"] == 20 and sampled.stdout.startswith("ROMEO:
 # | greedy + repetition penalty 1.3 | 14.89 / 0.062 | 8.08 / 0.062 |
 # | top-k 10 / top-p 0.9 | 21.46 / 0.783, 62.96 / 0.846 | 10.39 / 0.691, 19.72 / 0.793 |
 # | temperature 0.7 / 1.0 / 1.5 | 37.28 / 0.863, 85.94 / 0.853, 250.3 / 0.855 | 11.01 / 0.768, 28.28 / 0.811, 95.98 / 0.841 |
-# | KV cache speed-up at context 64 / 128 / 256 (timings vary) | 2.9× / 19.5× / 27.0× | 2.3× / 3.3× / 5.7× |
+# | KV cache speed-up at context 64 / 128 / 256 (timings vary) | 2.9× / 19.5× / 27.0× | 2.3× / 3.5× / 5.7× |
 # | fill-in accuracy, BERT (both sides) / GPT (left only) | 0.218 / 0.284 | 0.230 / 0.436 |
 # | scaling exponent $\alpha$ (bootstrap standard deviation) | 0.079 ± 0.024, N = 7,808 to 60,288 | 0.058 ± 0.010, N = 40,608 to 604,800 |
 # | copying a held-out line, bits/char first / second copy | 3.68 / 3.74 | 2.87 / 2.77 |
