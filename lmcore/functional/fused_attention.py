@@ -408,9 +408,14 @@ class Rotary(Function):
         xp = backend.get_array_module(x)
         half = x.shape[-1] // 2
         first, second = x[..., :half], x[..., half:]
-        out = xp.empty_like(x)
-        out[..., :half] = first * self.cos - second * sin
-        out[..., half:] = second * self.cos + first * sin
+        out = xp.empty(x.shape, dtype=x.dtype)  # C order, whatever x's strides
+        low, high = out[..., :half], out[..., half:]
+        turned = xp.multiply(second, sin)  # the one temporary, (..., T, D/2)
+        xp.multiply(first, self.cos, out=low)
+        low -= turned  # first cos - second sin
+        xp.multiply(first, sin, out=turned)
+        xp.multiply(second, self.cos, out=high)
+        high += turned  # second cos + first sin
         return out
 
 
