@@ -631,7 +631,6 @@ plt.show()
 # What to check, in this run's table and in every profile:
 
 # %%
-best_lora = max((n for n in runs if n.startswith("LoRA")), key=lambda n: runs[n]["macro_f1"])
 gap = runs["full fine-tuning"]["macro_f1"] - runs[LORA]["macro_f1"]
 share = 100 * runs[LORA]["trainable"] / runs[LORA]["total"]
 print(
@@ -721,12 +720,18 @@ assert adapter_bytes < 0.1 * model_bytes
 DECADES = config.pick(quick=[-2, 0, 2], standard=[-1, 0, 1], full=[-2, -1, 0, 1, 2, 3])
 LRS = [FULL_LR * 10.0**k for k in DECADES]  # decades around the rate of the run above
 SHORT = config.pick(quick=10, standard=30, full=500)  # steps of the small runs below
+
+
+def short_fine_tune(model, lr, **options):
+    """SHORT steps of fine-tuning on the genre task, without early stopping."""
+    fine_tune(model, genre_ids["train"], genre_ids["val"], lr, steps=SHORT, patience=None, **options)  # fmt: skip
+    return model
+
+
 sweep = {}
 for lr in tqdm(LRS, desc="learning rates"):
     model, gpt = classifier()
-    history, _ = fine_tune(
-        model, genre_ids["train"], genre_ids["val"], lr, steps=SHORT, patience=None
-    )
+    short_fine_tune(model, lr)
     sweep[lr] = dict(
         macro_f1=scores(genre["test"][1], predict(model, genre_ids["test"][0]))[1],
         lm_loss=pretraining_loss(gpt),
@@ -774,15 +779,7 @@ HIGH_LR = 1e-2
 warm = {}
 for fraction in (0.0, 0.3):
     model, gpt = classifier()
-    fine_tune(
-        model,
-        genre_ids["train"],
-        genre_ids["val"],
-        HIGH_LR,
-        steps=SHORT,
-        warmup=fraction,
-        patience=None,
-    )
+    short_fine_tune(model, HIGH_LR, warmup=fraction)
     warm[fraction] = dict(
         macro_f1=scores(genre["test"][1], predict(model, genre_ids["test"][0]))[1],
         lm_loss=pretraining_loss(gpt),
@@ -811,19 +808,11 @@ for name, dropout, decay in [
     ("dropout 0.1", 0.1, 0.0),
     ("weight decay 0.1", 0.0, 0.1),
 ]:
-    if name == "neither":  # the same run as the sweep's at FULL_LR: reuse it
-        model = short_run
-    else:
-        model, gpt = classifier(dropout=dropout)
-        fine_tune(
-            model,
-            genre_ids["train"],
-            genre_ids["val"],
-            FULL_LR,
-            steps=SHORT,
-            weight_decay=decay,
-            patience=None,
-        )
+    model = (
+        short_run  # the same run as the sweep's at FULL_LR: reuse it
+        if name == "neither"
+        else short_fine_tune(classifier(dropout=dropout)[0], FULL_LR, weight_decay=decay)
+    )
     train_f1 = scores(genre_ids["train"][1][::4], predict(model, genre_ids["train"][0][::4]))[1]
     test_f1 = scores(genre["test"][1], predict(model, genre_ids["test"][0]))[1]
     regular[name] = (train_f1, test_f1)
